@@ -1,0 +1,426 @@
+"""The parser front door: one LALR Lark instance, errors turned into diagnostics.
+
+``parse_rule_file`` reads a ``.rules`` file and ``parse_expression`` one
+expression (from a YAML string, the command line, a test file). Neither raises
+on bad input: each returns the AST it could build plus diagnostics.
+
+Error recovery in rule files works at the level of items: when a syntax error
+occurs inside an alert, a record, a metric declaration or a group header, the
+partial item is dropped from the parser's stacks, the rest of its text is
+skipped (to its closing brace, or for a record to the next rule), and parsing
+resumes. So one file reports every broken rule, not only the first.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from monitoring.dsl import ast
+from monitoring.dsl.build import AstBuilder, BuildContext
+from monitoring.dsl.diagnostics import Diagnostic, Severity
+from monitoring.dsl.limits import LIMITS
+from monitoring.dsl.source import OffsetMap, SourceFile, Span
+
+_GRAMMAR = resources.files("monitoring.dsl").joinpath("grammar.lark").read_text("utf-8")
+
+_lock = threading.Lock()
+_builder = AstBuilder()
+_parser: Lark | None = None
+
+
+def _lark() -> Lark:
+    global _parser
+    if _parser is None:
+        _parser = Lark(
+            _GRAMMAR,
+            parser="lalr",
+            lexer="contextual",
+            start=["rule_file", "expr_only"],
+            transformer=_builder,
+            maybe_placeholders=False,
+            propagate_positions=False,
+            cache=False,
+        )
+    return _parser
+
+
+def grammar_text() -> str:
+    """The grammar, for documentation and tooling."""
+    return _GRAMMAR
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What a parse produced: a node (maybe partial) and its diagnostics."""
+
+    node: Any
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        """Whether no error was reported."""
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def parse_expression(
+    text: str, source: SourceFile | None = None, offsets: OffsetMap | None = None
+) -> ParseResult:
+    """Parse one expression.
+
+    ``text`` may be a value taken from a larger file (a YAML string); then
+    ``source`` is that file and ``offsets`` maps positions in ``text`` to
+    positions in it, so diagnostics point into the file.
+    """
+    if source is None:
+        source = SourceFile("<expr>", text)
+    if offsets is None:
+        offsets = OffsetMap(0)
+    limit = _check_limits(text, source, offsets, LIMITS.max_expression_length, "expression")
+    if limit is not None:
+        return ParseResult(None, [limit])
+    ctx = BuildContext(source, offsets)
+    with _lock:
+        _builder.reset(ctx)
+        try:
+            node = _lark().parse(text, start="expr_only")
+        except UnexpectedInput as e:
+            ctx.diagnostics.append(_describe(e, text, ctx))
+            node = None
+        except RecursionError:
+            ctx.diagnostics.append(_too_deep(ctx, text))
+            node = None
+    return ParseResult(node, ctx.diagnostics)
+
+
+def parse_rule_file(source: SourceFile) -> ParseResult:
+    """Parse a whole ``.rules`` file, recovering after errors (see the module docstring)."""
+    limit = _check_limits(source.text, source, OffsetMap(0), LIMITS.max_file_bytes, "file")
+    if limit is not None:
+        return ParseResult(ast.RuleFile(ast.FileKind.DSL), [limit])
+    ctx = BuildContext(source, OffsetMap(0))
+    recovery = _Recovery(source.text, ctx)
+    with _lock:
+        _builder.reset(ctx)
+        try:
+            node = _lark().parse(source.text, start="rule_file", on_error=recovery)
+        except UnexpectedInput as e:
+            if not recovery.errors:
+                ctx.diagnostics.append(_describe(e, source.text, ctx))
+            node = ast.RuleFile(ast.FileKind.DSL)
+        except RecursionError:
+            ctx.diagnostics.append(_too_deep(ctx, source.text))
+            node = ast.RuleFile(ast.FileKind.DSL)
+    if not isinstance(node, ast.RuleFile):  # pragma: no cover - defensive
+        node = ast.RuleFile(ast.FileKind.DSL)
+    return ParseResult(node, ctx.diagnostics)
+
+
+def _check_limits(
+    text: str, source: SourceFile, offsets: OffsetMap, max_len: int, what: str
+) -> Diagnostic | None:
+    if len(text) > max_len:
+        start = offsets(0)
+        return Diagnostic(
+            "limit/too-large",
+            Severity.ERROR,
+            f"{what} is {len(text):,} characters long; the limit is {max_len:,}",
+            Span(source, start, start),
+        )
+    return None
+
+
+def _too_deep(ctx: BuildContext, text: str) -> Diagnostic:
+    start = ctx.offsets(0)
+    return Diagnostic("limit/too-deep", Severity.ERROR,
+                      "expression is nested too deeply to parse", Span(ctx.source, start, start))
+
+
+# ---------------------------------------------------------------- error text
+
+_READABLE = {
+    "IDENT": "identifier",
+    "NUMBER": "number",
+    "DURATION": "duration",
+    "PERCENT": "percentage",
+    "STRING": "string",
+    "CMP_OP": "comparison operator",
+    "MATCH_OP": "label matcher operator (=, !=, =~, !~)",
+    "EQ": "'='",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "MOD": "'%'",
+    "POW": "'^'",
+    "AT": "'@'",
+    "LPAREN": "'('",
+    "RPAREN": "')'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LSQB": "'['",
+    "RBRACKET": "']'",
+    "COLON": "':'",
+    "COMMA": "','",
+    "AGG_OP": "aggregation (sum, avg, ...)",
+    "WEIGHTED": "'weighted'",
+    "$END": "end of input",
+}
+_OPERATORS = {"OR", "AND", "UNLESS", "CMP_OP", "PLUS", "MINUS", "STAR", "SLASH", "MOD", "POW",
+              "ATAN2"}
+_POSTFIX = {"LSQB", "OFFSET", "AT"}
+
+
+def readable(terminal: str) -> str:
+    """A user-facing name for a grammar terminal."""
+    if terminal in _READABLE:
+        return _READABLE[terminal]
+    if terminal.startswith("KW_"):
+        return repr(terminal[3:].lower())
+    return repr(terminal.lower())
+
+
+def _expected_list(expected: set[str]) -> list[str]:
+    names: list[str] = []
+    rest = set(expected)
+    if len(rest & _OPERATORS) >= 4:
+        rest -= _OPERATORS
+        names.append("binary operator")
+    if len(rest & _POSTFIX) >= 2:
+        rest -= _POSTFIX
+        names.append("'[', 'offset' or '@'")
+    if {"NUMBER", "IDENT", "STRING", "LPAREN"} <= rest:
+        rest -= {"NUMBER", "IDENT", "STRING", "LPAREN", "DURATION", "PERCENT", "LBRACE", "AGG_OP",
+                 "WEIGHTED", "PLUS", "MINUS"}
+        names.append("expression")
+    names.extend(sorted(readable(t) for t in rest))
+    return names
+
+
+def _token_text(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of input"
+    value = str(tok)
+    if len(value) > 30:
+        value = value[:27] + "..."
+    kind = readable(tok.type)
+    if tok.type in ("IDENT", "NUMBER", "DURATION", "PERCENT", "STRING"):
+        return f"{kind} {value!r}" if tok.type != "STRING" else f"string {value}"
+    return repr(value) if not kind.startswith("'") else kind
+
+
+def _describe(e: UnexpectedInput, text: str, ctx: BuildContext) -> Diagnostic:
+    """Turn a Lark exception into a located ``syntax/`` diagnostic."""
+    if isinstance(e, UnexpectedCharacters):
+        pos = e.pos_in_stream
+        ch = text[pos] if pos < len(text) else ""
+        span = _span(ctx, pos, pos + 1)
+        if ch in "\"'`":
+            return Diagnostic("syntax/unterminated-string", Severity.ERROR,
+                              "unterminated string literal", span,
+                              ("close the string with the same quote on the same line",))
+        expected = _expected_list(set(e.allowed or ()))
+        return Diagnostic(
+            "syntax/unexpected-character",
+            Severity.ERROR,
+            f"unexpected character {ch!r}" if ch else "unexpected end of input",
+            span,
+            (f"expected {_join(expected)}",) if expected else (),
+        )
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    try:
+        expected_set = set(e.interactive_parser.accepts()) if e.interactive_parser else set(
+            e.expected)
+    except Exception:  # accepts() replays the parser and may itself fail on odd states
+        expected_set = set(e.expected)
+    expected = _expected_list(expected_set)
+    hints: list[str] = [f"expected {_join(expected)}"] if expected else []
+    if tok.type == "$END":
+        pos = len(text.rstrip())
+        span = _span(ctx, max(pos - 1, 0), pos) if pos else _span(ctx, 0, 0)
+        if "RPAREN" in expected_set:
+            hints.append("an opening parenthesis is never closed")
+        elif "RBRACE" in expected_set:
+            hints.append("a '{' is never closed")
+        return Diagnostic("syntax/unexpected-eof", Severity.ERROR, "unexpected end of input",
+                          span, tuple(hints))
+    span = _span(ctx, tok.start_pos or 0, tok.end_pos or 0)
+    if tok.type == "MATCH_OP" and str(tok) == "=" or tok.type == "EQ":
+        if "CMP_OP" in expected_set:
+            hints.append("use '==' to compare values")
+    return Diagnostic("syntax/unexpected-token", Severity.ERROR,
+                      f"unexpected {_token_text(tok)}", span, tuple(hints))
+
+
+def _join(names: list[str]) -> str:
+    if len(names) > 8:
+        names = [*names[:8], "..."]
+    if len(names) == 1:
+        return names[0]
+    return "one of " + ", ".join(names)
+
+
+def _span(ctx: BuildContext, start: int, end: int) -> Span:
+    s = ctx.offsets(start)
+    e = ctx.offsets(end - 1) + 1 if end > start else s
+    return Span(ctx.source, s, e)
+
+
+# ---------------------------------------------------------------- recovery
+
+_OPENERS = {"KW_ALERT", "KW_RECORD", "KW_METRIC", "KW_GROUP", "KW_SCRAPE_INTERVAL"}
+_RULE_START = ("alert", "record", "}", "labels", "limit", "query_offset")
+_TOP_START = ("group", "metric", "scrape_interval")
+
+
+class _Recovery:
+    """Lark ``on_error`` callback: records the error, drops the broken item, skips its text."""
+
+    def __init__(self, text: str, ctx: BuildContext) -> None:
+        self.text = text
+        self.ctx = ctx
+        self.errors = 0
+
+    def __call__(self, e: UnexpectedInput) -> bool:
+        self.errors += 1
+        if len(self.ctx.diagnostics) >= LIMITS.max_errors_per_file:
+            return False
+        self.ctx.diagnostics.append(_describe(e, self.text, self.ctx))
+        ip = e.interactive_parser
+        if ip is None:
+            return False
+        if isinstance(e, UnexpectedToken):
+            if e.token.type == "$END":
+                return self._close_at_end(ip)
+            error_pos = e.token.start_pos or 0
+        else:
+            error_pos = e.pos_in_stream
+        state = ip.parser_state
+        values: list[Any] = state.value_stack
+        opener = None
+        for i in range(len(values) - 1, -1, -1):
+            v = values[i]
+            if isinstance(v, Token) and v.type in _OPENERS:
+                opener = i
+                break
+        depth = 0
+        if opener is not None:
+            popped = values[opener:]
+            depth = sum(1 for v in popped if isinstance(v, Token) and v.type == "LBRACE") - sum(
+                1 for v in popped if isinstance(v, Token) and v.type == "RBRACE")
+            kind = values[opener].type
+            del values[opener:]
+            del state.state_stack[opener + 1 :]
+            new_pos = self._skip(error_pos, depth, kind)
+        else:
+            new_pos = _next_line_starting(self.text, error_pos, _TOP_START)
+        lexer_state = ip.lexer_thread.state
+        assert lexer_state is not None
+        current = lexer_state.line_ctr.char_pos
+        if new_pos > current:
+            lexer_state.line_ctr.feed(self.text[current:new_pos])
+        return True
+
+    def _skip(self, pos: int, depth: int, kind: str) -> int:
+        text = self.text
+        if kind in ("KW_RECORD", "KW_SCRAPE_INTERVAL") and depth == 0:
+            starts = _RULE_START if kind == "KW_RECORD" else _TOP_START
+            return _next_line_starting(text, pos, starts)
+        if depth == 0:
+            brace = _scan_to(text, pos, "{")
+            if brace < 0:
+                return _next_line_starting(text, pos, _RULE_START + _TOP_START)
+            pos, depth = brace + 1, 1
+        end = _matching_close(text, pos, depth)
+        return end
+
+    def _close_at_end(self, ip: Any) -> bool:
+        # At end of input inside an open block: drop everything back to the file level.
+        state = ip.parser_state
+        values = state.value_stack
+        for i, v in enumerate(values):
+            if isinstance(v, Token) and v.type in _OPENERS:
+                del values[i:]
+                del state.state_stack[i + 1 :]
+                return True
+        return False
+
+
+def _scan_to(text: str, pos: int, target: str) -> int:
+    """Index of the next ``target`` character outside strings and comments, or -1."""
+    i, n = pos, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'`":
+            i = _skip_string(text, i)
+            continue
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        if ch == target:
+            return i
+        i += 1
+    return -1
+
+
+def _matching_close(text: str, pos: int, depth: int) -> int:
+    """Position just past the ``}`` that closes ``depth`` open braces."""
+    i, n = pos, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'`":
+            i = _skip_string(text, i)
+            continue
+        if ch == "#":
+            nl = text.find("\n", i)
+            i = n if nl < 0 else nl
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+def _skip_string(text: str, i: int) -> int:
+    quote = text[i]
+    j = i + 1
+    n = len(text)
+    while j < n:
+        ch = text[j]
+        if ch == "\\" and quote != "`":
+            j += 2
+            continue
+        if ch == quote:
+            return j + 1
+        if ch == "\n" and quote != "`":
+            return j
+        j += 1
+    return n
+
+
+def _next_line_starting(text: str, pos: int, words: tuple[str, ...]) -> int:
+    """Offset of the first later line whose first word is one of ``words``."""
+    i = text.find("\n", pos)
+    while i >= 0:
+        j = i + 1
+        while j < len(text) and text[j] in " \t\r":
+            j += 1
+        for w in words:
+            if text.startswith(w, j) and (
+                w == "}" or j + len(w) >= len(text) or not (text[j + len(w)].isalnum()
+                                                           or text[j + len(w)] in "_:")
+            ):
+                return j
+        i = text.find("\n", j)
+    return len(text)
