@@ -14,7 +14,7 @@ resumes. So one file reports every broken rule, not only the first.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -32,6 +32,12 @@ _GRAMMAR = resources.files("monitoring.dsl").joinpath("grammar.lark").read_text(
 _lock = threading.Lock()
 _builder = AstBuilder()
 _parser: Lark | None = None
+_comments: list[Token] = []
+
+
+def _on_comment(tok: Token) -> Token:
+    _comments.append(tok)
+    return tok
 
 
 def _lark() -> Lark:
@@ -45,6 +51,7 @@ def _lark() -> Lark:
             transformer=_builder,
             maybe_placeholders=False,
             propagate_positions=False,
+            lexer_callbacks={"COMMENT": _on_comment},
             cache=False,
         )
     return _parser
@@ -55,12 +62,21 @@ def grammar_text() -> str:
     return _GRAMMAR
 
 
+@dataclass(frozen=True, slots=True)
+class Comment:
+    """A ``#`` comment of a rule file: its text (with the ``#``) and its span."""
+
+    text: str
+    span: Span
+
+
 @dataclass(slots=True)
 class ParseResult:
     """What a parse produced: a node (maybe partial) and its diagnostics."""
 
     node: Any
     diagnostics: list[Diagnostic]
+    comments: list[Comment] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +111,7 @@ def parse_expression(
         except RecursionError:
             ctx.diagnostics.append(_too_deep(ctx, text))
             node = None
+        _comments.clear()
     return ParseResult(node, ctx.diagnostics)
 
 
@@ -107,6 +124,7 @@ def parse_rule_file(source: SourceFile) -> ParseResult:
     recovery = _Recovery(source.text, ctx)
     with _lock:
         _builder.reset(ctx)
+        _comments.clear()
         try:
             node = _lark().parse(source.text, start="rule_file", on_error=recovery)
         except UnexpectedInput as e:
@@ -116,9 +134,24 @@ def parse_rule_file(source: SourceFile) -> ParseResult:
         except RecursionError:
             ctx.diagnostics.append(_too_deep(ctx, source.text))
             node = ast.RuleFile(ast.FileKind.DSL)
+        comments = _collect_comments(source)
     if not isinstance(node, ast.RuleFile):  # pragma: no cover - defensive
         node = ast.RuleFile(ast.FileKind.DSL)
-    return ParseResult(node, ctx.diagnostics)
+    return ParseResult(node, ctx.diagnostics, comments)
+
+
+def _collect_comments(source: SourceFile) -> list[Comment]:
+    # Recovery may re-lex a stretch of text; keep each comment once, in order.
+    seen: set[int] = set()
+    out: list[Comment] = []
+    for tok in sorted(_comments, key=lambda t: t.start_pos or 0):
+        start = tok.start_pos or 0
+        if start in seen:
+            continue
+        seen.add(start)
+        out.append(Comment(str(tok), Span(source, start, tok.end_pos or start)))
+    _comments.clear()
+    return out
 
 
 def _check_limits(
