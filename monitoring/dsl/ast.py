@@ -111,7 +111,8 @@ class NumberLiteral(Expr):
         # NaN literals must compare equal for round-trip properties.
         if not isinstance(other, NumberLiteral):
             return NotImplemented
-        return self.value == other.value or (self.value != self.value and other.value != other.value)
+        both_nan = self.value != self.value and other.value != other.value
+        return self.value == other.value or both_nan
 
     def __hash__(self) -> int:
         return hash(("num", "nan" if self.value != self.value else self.value))
@@ -261,8 +262,10 @@ class WeightedTerm:
 
 @dataclass(frozen=True, slots=True)
 class WeightedExpr(Expr):
-    """``weighted(w1: c1, w2: c2, ...)``: per series, the sum of the weights of the
-    conditions that hold (our extension; the seed's "weighted conditions")."""
+    """``weighted(w1: c1, w2: c2, ...)``: per series, the weights of the true conditions, summed.
+
+    Our extension, for the seed's "weighted conditions".
+    """
 
     terms: tuple[WeightedTerm, ...]
     span: Span | None = field(compare=False, default=None, repr=False)
@@ -425,6 +428,23 @@ def children(node: Expr) -> list[Expr]:
         case WeightedExpr(terms=terms):
             return [t.expr for t in terms]
     return []
+
+
+def depth(expr: Expr) -> int:
+    """Nesting depth of an expression, computed without recursion.
+
+    Recursive passes (checking, printing, hashing) must not see trees deeper than
+    the nesting limit; this is how the parser finds out, cheaply.
+    """
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > deepest:
+            deepest = d
+        for child in children(node):
+            stack.append((child, d + 1))
+    return deepest
 
 
 def unparen(expr: Expr) -> Expr:

@@ -26,6 +26,7 @@ from monitoring.dsl.lexical import (
     seconds_to_duration,
     unquote,
 )
+from monitoring.dsl.limits import LIMITS
 from monitoring.dsl.source import OffsetMap, SourceFile, Span
 
 T = TypeVar("T")
@@ -300,8 +301,8 @@ class AstBuilder(Transformer[Token, Any]):
         name = str(c[0]).lower()
         span = self._cover(c[0], c[-1])
         if name not in ("start", "end"):
-            self._error("syntax/invalid-at", f"@ accepts a timestamp, start() or end(), not {name}()",
-                        span)
+            self._error("syntax/invalid-at",
+                        f"@ accepts a timestamp, start() or end(), not {name}()", span)
             return ast.AtModifier(ast.AtKind.START, 0, span)
         return ast.AtModifier(ast.AtKind(name), 0, span)
 
@@ -527,9 +528,9 @@ class AstBuilder(Transformer[Token, Any]):
 
     def record(self, c: list[Any]) -> ast.RecordingRule:
         name = self._name_node(c[1])
-        expr = c[3]
+        expr = self.guard_depth(c[3])
         labels: tuple[ast.LabelPair, ...] = ()
-        last: Any = expr
+        last: Any = c[3]
         if len(c) == 5:
             labels = c[4].value
             last = c[4]
@@ -540,7 +541,7 @@ class AstBuilder(Transformer[Token, Any]):
         span = self._cover(c[0], c[-1])
         fields = self._fields(c[2:-1], "alert")
         annotations: tuple[ast.LabelPair, ...] = fields.get("annotations", ())
-        for key in ("summary", "description", "runbook"):
+        for key in ("summary", "description", "runbook_url"):
             if key in fields:
                 pair: ast.LabelPair = fields[key]
                 if any(a.key == pair.key for a in annotations):
@@ -572,11 +573,21 @@ class AstBuilder(Transformer[Token, Any]):
     def _simple(self, key: str, c: list[Any]) -> _Field:
         return _Field(key, c[1], self._cover(c[0], c[-1]))
 
+    def guard_depth(self, expr: ast.Expr) -> ast.Expr | None:
+        """Refuse expressions nested beyond the limit (later passes recurse)."""
+        d = ast.depth(expr)
+        if d <= LIMITS.max_nesting:
+            return expr
+        self._error("limit/too-deep",
+                    f"expression nests {d} levels deep; the limit is {LIMITS.max_nesting}",
+                    expr.span or Span(self.ctx.source, 0, 0))
+        return None
+
     def f_when(self, c: list[Any]) -> _Field:
-        return self._simple("when", c)
+        return _Field("when", self.guard_depth(c[1]), self._cover(c[0], c[-1]))
 
     def f_recover_when(self, c: list[Any]) -> _Field:
-        return self._simple("recover_when", c)
+        return _Field("recover_when", self.guard_depth(c[1]), self._cover(c[0], c[-1]))
 
     def f_for(self, c: list[Any]) -> _Field:
         return self._simple("for", c)

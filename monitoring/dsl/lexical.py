@@ -81,7 +81,7 @@ _SIMPLE_ESCAPES = {
 
 
 def unquote(token: str) -> str:
-    """Decode a string token as Go's ``strconv.Unquote`` does.
+    r"""Decode a string token as Go's ``strconv.Unquote`` does.
 
     Double- and single-quoted strings take Go escapes (``\\n``, ``\\x41``,
     ``\\101``, ``\\u00e9``, ``\\U0001F600``); back-quoted strings are raw. Byte

@@ -101,10 +101,12 @@ def parse_expression(
     if limit is not None:
         return ParseResult(None, [limit])
     ctx = BuildContext(source, offsets)
+    node: Any
     with _lock:
         _builder.reset(ctx)
         try:
             node = _lark().parse(text, start="expr_only")
+            node = _builder.guard_depth(node)
         except UnexpectedInput as e:
             ctx.diagnostics.append(_describe(e, text, ctx))
             node = None
@@ -122,6 +124,7 @@ def parse_rule_file(source: SourceFile) -> ParseResult:
         return ParseResult(ast.RuleFile(ast.FileKind.DSL), [limit])
     ctx = BuildContext(source, OffsetMap(0))
     recovery = _Recovery(source.text, ctx)
+    node: Any
     with _lock:
         _builder.reset(ctx)
         _comments.clear()
@@ -250,7 +253,7 @@ def _token_text(tok: Token) -> str:
 def _describe(e: UnexpectedInput, text: str, ctx: BuildContext) -> Diagnostic:
     """Turn a Lark exception into a located ``syntax/`` diagnostic."""
     if isinstance(e, UnexpectedCharacters):
-        pos = e.pos_in_stream
+        pos = e.pos_in_stream or 0
         ch = text[pos] if pos < len(text) else ""
         span = _span(ctx, pos, pos + 1)
         if ch in "\"'`":
@@ -268,8 +271,8 @@ def _describe(e: UnexpectedInput, text: str, ctx: BuildContext) -> Diagnostic:
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     try:
-        expected_set = set(e.interactive_parser.accepts()) if e.interactive_parser else set(
-            e.expected)
+        ip = e.interactive_parser
+        expected_set = set(ip.accepts()) if ip else set(e.expected)  # type: ignore[no-untyped-call]
     except Exception:  # accepts() replays the parser and may itself fail on odd states
         expected_set = set(e.expected)
     expected = _expected_list(expected_set)
@@ -284,11 +287,33 @@ def _describe(e: UnexpectedInput, text: str, ctx: BuildContext) -> Diagnostic:
         return Diagnostic("syntax/unexpected-eof", Severity.ERROR, "unexpected end of input",
                           span, tuple(hints))
     span = _span(ctx, tok.start_pos or 0, tok.end_pos or 0)
-    if tok.type == "MATCH_OP" and str(tok) == "=" or tok.type == "EQ":
-        if "CMP_OP" in expected_set:
-            hints.append("use '==' to compare values")
+    previous = _previous_token(e)
+    if previous is not None and previous.type == "IDENT" and str(previous) in _RULE_WORDS:
+        hints.append(f"the expression before {str(previous)!r} is incomplete "
+                     f"(line {previous.line}); {str(previous)!r} was read as a metric name")
+    if ((tok.type == "MATCH_OP" and str(tok) == "=") or tok.type == "EQ") and (
+        "CMP_OP" in expected_set
+    ):
+        hints.append("use '==' to compare values")
     return Diagnostic("syntax/unexpected-token", Severity.ERROR,
                       f"unexpected {_token_text(tok)}", span, tuple(hints))
+
+
+_RULE_WORDS = frozenset({
+    "alert", "record", "group", "metric", "when", "recover_when", "for", "keep_firing_for",
+    "severity", "summary", "description", "runbook", "notify", "cooldown", "escalate", "no_data",
+    "labels", "annotations",
+})
+
+
+def _previous_token(e: UnexpectedToken) -> Token | None:
+    ip = e.interactive_parser
+    if ip is None:
+        return None
+    values = ip.parser_state.value_stack
+    if values and isinstance(values[-1], Token):
+        return values[-1]
+    return None
 
 
 def _join(names: list[str]) -> str:
@@ -358,20 +383,34 @@ class _Recovery:
         current = lexer_state.line_ctr.char_pos
         if new_pos > current:
             lexer_state.line_ctr.feed(self.text[current:new_pos])
+        elif isinstance(e, UnexpectedToken) and new_pos <= error_pos:
+            # The offending token itself starts the next item: give it back.
+            table = state.parse_conf.parse_table.states[state.position]
+            if e.token.type in table:
+                ip.feed_token(e.token)
         return True
 
     def _skip(self, pos: int, depth: int, kind: str) -> int:
+        """Where to resume after dropping a broken item that began with ``kind``.
+
+        Normally just past the brace that closes the item; but a line that starts
+        a sibling item (``alert``, ``record``; or ``group``, ``metric`` at the top)
+        ends the broken one even when a closing brace is missing.
+        """
         text = self.text
-        if kind in ("KW_RECORD", "KW_SCRAPE_INTERVAL") and depth == 0:
-            starts = _RULE_START if kind == "KW_RECORD" else _TOP_START
-            return _next_line_starting(text, pos, starts)
+        rule_level = kind in ("KW_ALERT", "KW_RECORD")
+        siblings = ("alert", "record") if rule_level else _TOP_START
+        next_sibling = _next_line_starting(text, pos, siblings)
+        if kind == "KW_RECORD" and depth == 0:
+            return _next_line_starting(text, pos, _RULE_START)
+        if kind == "KW_SCRAPE_INTERVAL":
+            return next_sibling
         if depth == 0:
             brace = _scan_to(text, pos, "{")
-            if brace < 0:
-                return _next_line_starting(text, pos, _RULE_START + _TOP_START)
+            if brace < 0 or brace > next_sibling:
+                return next_sibling
             pos, depth = brace + 1, 1
-        end = _matching_close(text, pos, depth)
-        return end
+        return min(_matching_close(text, pos, depth), next_sibling)
 
     def _close_at_end(self, ip: Any) -> bool:
         # At end of input inside an open block: drop everything back to the file level.
@@ -443,17 +482,23 @@ def _skip_string(text: str, i: int) -> int:
 
 
 def _next_line_starting(text: str, pos: int, words: tuple[str, ...]) -> int:
-    """Offset of the first later line whose first word is one of ``words``."""
-    i = text.find("\n", pos)
-    while i >= 0:
+    """Offset of the first line at or after ``pos`` whose first word is one of ``words``.
+
+    The line holding ``pos`` counts only if that word starts at ``pos`` or later,
+    so recovery always moves forward.
+    """
+    i = text.rfind("\n", 0, pos)
+    while True:
         j = i + 1
         while j < len(text) and text[j] in " \t\r":
             j += 1
-        for w in words:
-            if text.startswith(w, j) and (
-                w == "}" or j + len(w) >= len(text) or not (text[j + len(w)].isalnum()
-                                                           or text[j + len(w)] in "_:")
-            ):
-                return j
+        if j >= pos:
+            for w in words:
+                if text.startswith(w, j) and (
+                    w == "}" or j + len(w) >= len(text)
+                    or not (text[j + len(w)].isalnum() or text[j + len(w)] in "_:")
+                ):
+                    return j
         i = text.find("\n", j)
-    return len(text)
+        if i < 0:
+            return len(text)

@@ -14,14 +14,21 @@ import re2
 
 _META = set("\\.+*?()|[]{}^$")
 
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # errors are reported as diagnostics, not on stderr
+
 
 @functools.lru_cache(maxsize=4096)
 def compile_anchored(pattern: str) -> Any:
-    """Compile ``^(?:pattern)$`` with RE2; raises ``ValueError`` with RE2's message."""
+    """Compile ``^(?s:pattern)$`` with RE2, as Prometheus 3 does (``.`` matches newlines).
+
+    Raises ``ValueError`` with RE2's description of the problem in ``pattern``.
+    """
     try:
-        return re2.compile(f"^(?:{pattern})$")
+        re2.compile(pattern, _OPTIONS)  # errors worded about the user's own text
+        return re2.compile(f"^(?s:{pattern})$", _OPTIONS)
     except re2.error as e:
-        raise ValueError(_describe(e, pattern)) from None
+        raise ValueError(_describe(e)) from None
     except (TypeError, UnicodeError, OverflowError) as e:
         raise ValueError(str(e)) from None
 
@@ -57,8 +64,7 @@ def literal_alternatives(pattern: str) -> list[str] | None:
     return parts
 
 
-def _describe(err: Exception, pattern: str) -> str:
-    text = str(err).strip() or "invalid regular expression"
-    if text.startswith("error parsing regexp") or pattern in text:
-        return text
-    return f"{text} in {pattern!r}"
+def _describe(err: Exception) -> str:
+    arg = err.args[0] if err.args else b""
+    text = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+    return text.strip() or "invalid regular expression"

@@ -141,7 +141,7 @@ class OffsetMap:
 
     @classmethod
     def align(cls, value: str, text: str, start: int, end: int) -> OffsetMap:
-        """Align ``value`` with the raw scalar ``text[start:end]`` it was decoded from.
+        r"""Align ``value`` with the raw scalar ``text[start:end]`` it was decoded from.
 
         Works for every YAML scalar style: each value character is matched with the
         next identical source character, so quotes, indentation, escape backslashes

@@ -1,0 +1,165 @@
+"""The compiler driver: loaded rule files -> checked, lowered evaluation graph.
+
+Compilation runs as named passes in a fixed order (as OPA's compiler and
+sqlglot's optimizer do); each pass is a function of the state so far, and the
+driver can stop after any of them. All diagnostics of all passes are kept: a
+rule with an error is not lowered, but the others still are.
+
+    resolve  collect declarations (metrics, recording rules, channels, policies)
+    check    type-check every rule expression
+    lower    lower expressions to IR, sharing identical sub-expressions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from monitoring.dsl import ast, ir
+from monitoring.dsl.checker import Checker
+from monitoring.dsl.diagnostics import Diagnostic, Severity
+from monitoring.dsl.env import Environment, build_environment
+from monitoring.dsl.lower import Interner, Lowerer
+
+DEFAULT_INTERVAL_MS = 60_000
+"""Prometheus's default ``evaluation_interval``: groups without ``interval`` use it."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One rule ready to evaluate."""
+
+    file: str
+    group: str
+    name: str
+    kind: str  # "alert" | "record"
+    interval_ms: int
+    condition: ir.Node
+    recover: ir.Node | None
+    rule: ast.AlertRule | ast.RecordingRule = field(compare=False, repr=False)
+    group_ast: ast.Group = field(compare=False, repr=False)
+
+    @property
+    def qualified_name(self) -> str:
+        """``group/name``, unique enough to show to users."""
+        return f"{self.group}/{self.name}"
+
+
+@dataclass(slots=True)
+class Program:
+    """The evaluation graph of a rule set."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    nodes: list[ir.Node] = field(default_factory=list)  # topological: inputs first
+
+    def users(self) -> dict[ir.Node, list[str]]:
+        """For every node, the rules whose expressions contain it."""
+        out: dict[ir.Node, list[str]] = {}
+        for rule in self.rules:
+            roots = [rule.condition] + ([rule.recover] if rule.recover is not None else [])
+            seen: set[int] = set()
+            stack = list(roots)
+            while stack:
+                node = stack.pop()
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                out.setdefault(node, []).append(rule.qualified_name)
+                stack.extend(node.children())
+        return out
+
+
+@dataclass(slots=True)
+class CompileState:
+    """What the passes share."""
+
+    rule_files: Sequence[ast.RuleFile]
+    channels: Sequence[ast.Name] = ()
+    policies: Sequence[ast.Name] = ()
+    channels_known: bool = False
+    policies_known: bool = False
+    env: Environment = field(default_factory=Environment)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    failed_rules: set[int] = field(default_factory=set)  # id() of rules with errors
+    program: Program = field(default_factory=Program)
+
+
+def _resolve(state: CompileState) -> None:
+    env, diags = build_environment(state.rule_files, state.channels, state.policies,
+                                   state.channels_known, state.policies_known)
+    state.env = env
+    state.diagnostics.extend(diags)
+
+
+def _check(state: CompileState) -> None:
+    for rf in state.rule_files:
+        checker_diags: list[Diagnostic] = []
+        compat = rf.kind is ast.FileKind.PROMETHEUS
+        checker = Checker(checker_diags.append, prometheus_compat=compat)
+        for group in rf.groups:
+            for rule in group.rules:
+                before = len(checker_diags)
+                what = "an alert condition" if isinstance(rule, ast.AlertRule) else \
+                    "a recorded expression"
+                if rule.expr is not None:
+                    checker.check_root(rule.expr, what)
+                else:
+                    state.failed_rules.add(id(rule))
+                if isinstance(rule, ast.AlertRule) and rule.recover_expr is not None:
+                    checker.check_root(rule.recover_expr, "a recovery condition")
+                if any(d.severity is Severity.ERROR for d in checker_diags[before:]):
+                    state.failed_rules.add(id(rule))
+        state.diagnostics.extend(checker_diags)
+
+
+def _lower(state: CompileState) -> None:
+    intern = Interner()
+    program = state.program
+    for rf in state.rule_files:
+        file = rf.span.source.name if rf.span is not None else ""
+        for group in rf.groups:
+            interval = group.interval.ms if group.interval is not None else DEFAULT_INTERVAL_MS
+            for rule in group.rules:
+                if id(rule) in state.failed_rules or rule.expr is None:
+                    continue
+                unit = rule.unit if isinstance(rule, ast.AlertRule) else None
+                lowerer = Lowerer(state.env, intern, unit)
+                condition = lowerer.lower_root(rule.expr)
+                recover = None
+                if isinstance(rule, ast.AlertRule) and rule.recover_expr is not None:
+                    recover = lowerer.lower_root(rule.recover_expr)
+                program.rules.append(CompiledRule(
+                    file, group.name.value, rule.name.value,
+                    "alert" if isinstance(rule, ast.AlertRule) else "record",
+                    interval, condition, recover, rule, group,
+                ))
+    reachable = set(program.users())
+    program.nodes = [n for n in intern if n in reachable]
+
+
+PASSES: tuple[tuple[str, Callable[[CompileState], None]], ...] = (
+    ("resolve", _resolve),
+    ("check", _check),
+    ("lower", _lower),
+)
+
+
+def compile_rule_files(
+    rule_files: Sequence[ast.RuleFile],
+    *,
+    channels: Sequence[ast.Name] = (),
+    policies: Sequence[ast.Name] = (),
+    channels_known: bool = False,
+    policies_known: bool = False,
+    stop_after: str | None = None,
+) -> CompileState:
+    """Run the passes over loaded rule files; stop after ``stop_after`` if given."""
+    names = [n for n, _ in PASSES]
+    if stop_after is not None and stop_after not in names:
+        raise ValueError(f"unknown pass {stop_after!r}; passes: {', '.join(names)}")
+    state = CompileState(rule_files, channels, policies, channels_known, policies_known)
+    for name, run in PASSES:
+        run(state)
+        if name == stop_after:
+            break
+    return state
