@@ -57,6 +57,138 @@ def _lark() -> Lark:
     return _parser
 
 
+class _FastPath:
+    """A lean LALR driver over Lark's own tables, for input without errors.
+
+    Lark's generic loop counts lines for every token, hashes grammar rules on
+    every reduction and wraps each step in error handling; rule files are parsed
+    far more often than they are broken, so the common case runs this loop
+    instead. It uses the same parse table, the same per-state scanners (the
+    contextual lexer) and the same callbacks (the AST builder); positions are
+    plain offsets; unit reductions of the precedence chain skip their no-op
+    callbacks. On the first error it gives up, and the caller parses again with
+    Lark, which produces the diagnostics and recovers.
+    """
+
+    def __init__(self, lark: Lark) -> None:
+        from lark.parse_tree_builder import ExpandSingleChild
+        from lark.parsers.lalr_analysis import Shift
+
+        frontend: Any = lark.parser
+        lalr: Any = frontend.parser.parser  # lark.parsers.lalr_parser._Parser
+        table = lalr.parse_table
+        callbacks = lalr.callbacks
+        # Per state: terminal or rule name -> next state (shift / goto, an int) or
+        # (size, callback or None for a pass-through, rule name) for a reduction.
+        self.states: dict[int, dict[str, Any]] = {}
+        for state, actions in table.states.items():
+            compiled: dict[str, Any] = {}
+            for symbol, (kind, arg) in actions.items():
+                if kind is Shift:
+                    compiled[symbol] = arg
+                else:
+                    size = len(arg.expansion)
+                    cb = callbacks[arg]
+                    passthrough = size == 1 and isinstance(cb, ExpandSingleChild)
+                    compiled[symbol] = (size, None if passthrough else cb, arg.origin.name)
+            self.states[state] = compiled
+        self.start_states: dict[str, int] = table.start_states
+        self.end_states: dict[str, int] = table.end_states
+        lexer: Any = frontend.lexer
+        # Compiled alternations of the terminals each parser state accepts.
+        self.scanners = {state: tuple(lx.scanner._mres) for state, lx in lexer.lexers.items()}
+        self.keyword_callbacks = {state: lx.callback for state, lx in lexer.lexers.items()}
+        self.ignore = frozenset(lexer.root_lexer.ignore_types)
+
+    def parse(self, text: str, start: str, comments: list[Token] | None) -> Any:
+        """The parse result, or ``_FAILED`` at the first error."""
+        states = self.states
+        scanners = self.scanners
+        keyword_callbacks = self.keyword_callbacks
+        ignore = self.ignore
+        end_state = self.end_states[start]
+        state_stack = [self.start_states[start]]
+        value_stack: list[Any] = []
+        new_token = str.__new__
+        pos = 0
+        n = len(text)
+        while True:
+            state = state_stack[-1]
+            if pos < n:
+                for mre in scanners[state]:
+                    m = mre.match(text, pos)
+                    if m is not None:
+                        break
+                else:
+                    return _FAILED
+                value = m.group(0)
+                type_ = m.lastgroup
+                end = pos + len(value)
+                if type_ in ignore:
+                    if comments is not None and type_ == "COMMENT":
+                        comments.append(_token(new_token, type_, value, pos, end))
+                    pos = end
+                    continue
+                tok = _token(new_token, type_, value, pos, end)
+                callback = keyword_callbacks[state].get(type_)
+                if callback is not None:
+                    tok = callback(tok)
+                    type_ = tok.type
+                pos = end
+                is_end = False
+            else:
+                tok = _token(new_token, "$END", "", n, n)
+                type_ = "$END"
+                is_end = True
+            while True:
+                action = states[state_stack[-1]].get(type_)
+                if action is None:
+                    return _FAILED
+                if action.__class__ is int:
+                    if is_end:
+                        return _FAILED
+                    state_stack.append(action)
+                    value_stack.append(tok)
+                    break
+                size, cb, origin = action
+                if cb is None:  # a unit reduction of the precedence chain
+                    state_stack[-1] = states[state_stack[-2]][origin]
+                else:
+                    if size:
+                        children = value_stack[-size:]
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                    else:
+                        children = []
+                    value_stack.append(cb(children))
+                    state_stack.append(states[state_stack[-1]][origin])
+                if is_end and state_stack[-1] == end_state:
+                    return value_stack[-1]
+
+
+_FAILED = object()
+
+
+def _token(new: Any, type_: str, value: str, start: int, end: int) -> Token:
+    tok: Token = new(Token, value)
+    tok.type = type_
+    tok.value = value
+    tok.start_pos = start
+    tok.end_pos = end
+    tok.line = None  # type: ignore[assignment]
+    return tok
+
+
+_fast: _FastPath | None = None
+
+
+def _fast_path() -> _FastPath:
+    global _fast
+    if _fast is None:
+        _fast = _FastPath(_lark())
+    return _fast
+
+
 def grammar_text() -> str:
     """The grammar, for documentation and tooling."""
     return _GRAMMAR
@@ -105,7 +237,10 @@ def parse_expression(
     with _lock:
         _builder.reset(ctx)
         try:
-            node = _lark().parse(text, start="expr_only")
+            node = _fast_path().parse(text, "expr_only", None)
+            if node is _FAILED or ctx.diagnostics:
+                _builder.reset(ctx := BuildContext(source, offsets))
+                node = _lark().parse(text, start="expr_only")
             node = _builder.guard_depth(node)
         except UnexpectedInput as e:
             ctx.diagnostics.append(_describe(e, text, ctx))
@@ -129,7 +264,12 @@ def parse_rule_file(source: SourceFile) -> ParseResult:
         _builder.reset(ctx)
         _comments.clear()
         try:
-            node = _lark().parse(source.text, start="rule_file", on_error=recovery)
+            node = _fast_path().parse(source.text, "rule_file", _comments)
+            if node is _FAILED:
+                _builder.reset(ctx := BuildContext(source, OffsetMap(0)))
+                recovery = _Recovery(source.text, ctx)
+                _comments.clear()
+                node = _lark().parse(source.text, start="rule_file", on_error=recovery)
         except UnexpectedInput as e:
             if not recovery.errors:
                 ctx.diagnostics.append(_describe(e, source.text, ctx))

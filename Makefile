@@ -1,0 +1,36 @@
+# Developer tasks. `make test` is what CI runs (see .ci/run and README.md).
+PYTHON ?= python3
+PIP    ?= $(PYTHON) -m pip
+
+.PHONY: help install install-dev lint typecheck test test-fast bench docs check-docs run
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install:  ## Install the package
+	$(PIP) install -q -e .
+
+install-dev:  ## Install the package with test and lint tools
+	$(PIP) install -q -e '.[dev]'
+
+lint:  ## Style checks: ruff, and our own linter on the shipped rules
+	$(PYTHON) -m ruff check monitoring tests bench
+	$(PYTHON) -m monitoring lint rules/
+
+typecheck:  ## mypy --strict on the package
+	$(PYTHON) -m mypy
+
+test: install-dev lint typecheck  ## Everything CI runs: lint, types, the whole test suite
+	$(PYTHON) -m pytest -q
+
+test-fast:  ## The test suite without the slow tests
+	$(PYTHON) -m pytest -q -m "not slow"
+
+bench:  ## Benchmarks (they print ratios against promtool; see bench/)
+	$(PYTHON) bench/lint.py
+
+docs:  ## Regenerate docs/functions.md and docs/checks.md
+	$(PYTHON) -m monitoring.docgen
+
+run: install  ## The main job on the shipped rules
+	$(PYTHON) -m monitoring lint rules/
