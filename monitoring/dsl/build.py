@@ -83,22 +83,29 @@ class AstBuilder(Transformer[Token, Any]):
 
     ctx: BuildContext
     _invalid: set[int]
+    _source: SourceFile
+    _shift: int | None  # the constant offset shift, when the offset map is one
 
     def reset(self, ctx: BuildContext) -> None:
         """Prepare for a new parse."""
         self.ctx = ctx
+        self._source = ctx.source
+        self._shift = ctx.offsets.shift
         self._invalid = set()
 
     # ------------------------------------------------------------ helpers
 
     def _span(self, start: int, end: int) -> Span:
+        shift = self._shift
+        if shift is not None:
+            return Span(self._source, start + shift, end + shift)
         m = self.ctx.offsets
         s = m(start)
         e = m(end - 1) + 1 if end > start else s
-        return Span(self.ctx.source, s, e)
+        return Span(self._source, s, e)
 
     def _tok(self, tok: Token) -> Span:
-        return self._span(tok.start_pos or 0, tok.end_pos or 0)
+        return self._span(tok.start_pos, tok.end_pos)
 
     def _of(self, item: Any) -> Span:
         if isinstance(item, Token):
@@ -107,9 +114,21 @@ class AstBuilder(Transformer[Token, Any]):
         return span
 
     def _cover(self, first: Any, last: Any) -> Span:
-        a = self._of(first)
-        b = self._of(last)
-        return Span(a.source, a.start, max(a.end, b.end))
+        # Hot path: computed from raw positions, without intermediate spans.
+        shift = self._shift
+        if isinstance(first, Token):
+            if shift is None:
+                return self._cover(self._tok(first), last)
+            start = first.start_pos + shift
+        else:
+            start = first.span.start
+        if isinstance(last, Token):
+            if shift is None:
+                return self._cover(first, self._tok(last))
+            end = last.end_pos + shift
+        else:
+            end = last.span.end
+        return Span(self._source, start, end if end > start else start)
 
     def _error(self, code: str, message: str, span: Span, *hints: str) -> None:
         self.ctx.diagnostics.append(Diagnostic(code, Severity.ERROR, message, span, hints))

@@ -84,13 +84,15 @@ class _FastPath:
         for state, actions in table.states.items():
             compiled: dict[str, Any] = {}
             for symbol, (kind, arg) in actions.items():
+                # Plain str keys: Lark's are Token objects whose __eq__ is slow.
                 if kind is Shift:
-                    compiled[symbol] = arg
+                    compiled[str(symbol)] = arg
                 else:
                     size = len(arg.expansion)
                     cb = callbacks[arg]
                     passthrough = size == 1 and isinstance(cb, ExpandSingleChild)
-                    compiled[symbol] = (size, None if passthrough else cb, arg.origin.name)
+                    compiled[str(symbol)] = (size, None if passthrough else cb,
+                                             str(arg.origin.name))
             self.states[state] = compiled
         self.start_states: dict[str, int] = table.start_states
         self.end_states: dict[str, int] = table.end_states

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -73,18 +72,34 @@ class SourceFile:
         return f"SourceFile({self.name!r})"
 
 
-@dataclass(frozen=True, slots=True)
 class Span:
     """A half-open range ``[start, end)`` of character offsets into ``source``.
 
     Spans never take part in equality or hashing of the nodes that hold them
     (those fields are declared ``compare=False``), so two ASTs that differ only in
-    layout compare equal.
+    layout compare equal. A plain slotted class rather than a frozen dataclass:
+    the parser creates one per token, and this is several times cheaper.
+    Treat spans as immutable.
     """
 
-    source: SourceFile = field(repr=False)
-    start: int
-    end: int
+    __slots__ = ("end", "source", "start")
+
+    def __init__(self, source: SourceFile, start: int, end: int) -> None:
+        self.source = source
+        self.start = start
+        self.end = end
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Span):
+            return NotImplemented
+        return (self.source is other.source and self.start == other.start
+                and self.end == other.end)
+
+    def __hash__(self) -> int:
+        return hash((id(self.source), self.start, self.end))
+
+    def __repr__(self) -> str:
+        return f"Span(start={self.start}, end={self.end})"
 
     @property
     def line(self) -> int:
@@ -127,6 +142,11 @@ class OffsetMap:
     def __init__(self, shift: int = 0, positions: Sequence[int] | None = None) -> None:
         self._shift = shift
         self._positions = positions
+
+    @property
+    def shift(self) -> int | None:
+        """The constant shift, when this map is one; ``None`` for an aligned map."""
+        return self._shift if self._positions is None else None
 
     def __call__(self, offset: int) -> int:
         """Translate one value offset into a file offset."""
