@@ -32,5 +32,6 @@ bench:  ## Benchmarks (they print ratios against promtool; see bench/)
 docs:  ## Regenerate docs/functions.md and docs/checks.md
 	$(PYTHON) -m monitoring.docgen
 
-run: install  ## The main job on the shipped rules
+run: install  ## The main job on the shipped rules: check them, print their evaluation graph
 	$(PYTHON) -m monitoring lint rules/
+	$(PYTHON) -m monitoring graph rules/
