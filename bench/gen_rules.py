@@ -30,8 +30,10 @@ def _templates(i: int, r: random.Random) -> list[str]:
     job = f"job{r.randrange(50)}"
     thr = round(r.uniform(0.01, 100), 2)
     return [
-        f'sum by (job, instance) (rate({m}_requests_total{{job="{job}", code=~"5.."}}[5m])) > {thr}',
-        f"histogram_quantile(0.99, sum by (le, job) (rate({m}_duration_seconds_bucket[10m]))) > {thr}",
+        f'sum by (job, instance) (rate({m}_requests_total{{job="{job}", code=~"5.."}}[5m]))'
+        f" > {thr}",
+        f"histogram_quantile(0.99, sum by (le, job) (rate({m}_duration_seconds_bucket[10m])))"
+        f" > {thr}",
         f'avg_over_time({m}_queue_depth{{job="{job}"}}[15m]) > {thr} and on(job) {m}_up == 1',
         f"{m}_errors_total / ignoring(code) group_left {m}_requests_total > {thr / 100:.4f}",
         f"max_over_time(rate({m}_cpu_seconds_total[5m])[1h:1m]) > {thr}",

@@ -105,7 +105,7 @@ class AstBuilder(Transformer[Token, Any]):
         return Span(self._source, s, e)
 
     def _tok(self, tok: Token) -> Span:
-        return self._span(tok.start_pos, tok.end_pos)
+        return self._span(tok.start_pos or 0, tok.end_pos or 0)
 
     def _of(self, item: Any) -> Span:
         if isinstance(item, Token):
@@ -117,17 +117,13 @@ class AstBuilder(Transformer[Token, Any]):
         # Hot path: computed from raw positions, without intermediate spans.
         shift = self._shift
         if isinstance(first, Token):
-            if shift is None:
-                return self._cover(self._tok(first), last)
-            start = first.start_pos + shift
+            start = (first.start_pos or 0) + shift if shift is not None else self._tok(first).start
         else:
-            start = first.span.start
+            start = first.start if isinstance(first, Span) else first.span.start
         if isinstance(last, Token):
-            if shift is None:
-                return self._cover(first, self._tok(last))
-            end = last.end_pos + shift
+            end = (last.end_pos or 0) + shift if shift is not None else self._tok(last).end
         else:
-            end = last.span.end
+            end = last.end if isinstance(last, Span) else last.span.end
         return Span(self._source, start, end if end > start else start)
 
     def _error(self, code: str, message: str, span: Span, *hints: str) -> None:

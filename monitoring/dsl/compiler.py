@@ -81,6 +81,7 @@ class CompileState:
     env: Environment = field(default_factory=Environment)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     failed_rules: set[int] = field(default_factory=set)  # id() of rules with errors
+    known_errors: Sequence[Diagnostic] = ()  # from loading: rules holding them are skipped
     program: Program = field(default_factory=Program)
 
 
@@ -92,12 +93,15 @@ def _resolve(state: CompileState) -> None:
 
 
 def _check(state: CompileState) -> None:
+    _mark_rules_with_errors(state)
     for rf in state.rule_files:
         checker_diags: list[Diagnostic] = []
         compat = rf.kind is ast.FileKind.PROMETHEUS
         checker = Checker(checker_diags.append, prometheus_compat=compat)
         for group in rf.groups:
             for rule in group.rules:
+                if id(rule) in state.failed_rules:
+                    continue  # its syntax error is reported; its types would only echo it
                 before = len(checker_diags)
                 what = "an alert condition" if isinstance(rule, ast.AlertRule) else \
                     "a recorded expression"
@@ -110,6 +114,21 @@ def _check(state: CompileState) -> None:
                 if any(d.severity is Severity.ERROR for d in checker_diags[before:]):
                     state.failed_rules.add(id(rule))
         state.diagnostics.extend(checker_diags)
+
+
+def _mark_rules_with_errors(state: CompileState) -> None:
+    """Rules holding an error found before compilation (a bad string, a bad duration)."""
+    errors = [d.span for d in state.known_errors if d.severity is Severity.ERROR and d.span]
+    if not errors:
+        return
+    for rf in state.rule_files:
+        for group in rf.groups:
+            for rule in group.rules:
+                span = rule.span
+                if span is not None and any(
+                    e.source is span.source and span.start <= e.start < span.end for e in errors
+                ):
+                    state.failed_rules.add(id(rule))
 
 
 def _lower(state: CompileState) -> None:
@@ -151,13 +170,15 @@ def compile_rule_files(
     policies: Sequence[ast.Name] = (),
     channels_known: bool = False,
     policies_known: bool = False,
+    known_errors: Sequence[Diagnostic] = (),
     stop_after: str | None = None,
 ) -> CompileState:
     """Run the passes over loaded rule files; stop after ``stop_after`` if given."""
     names = [n for n, _ in PASSES]
     if stop_after is not None and stop_after not in names:
         raise ValueError(f"unknown pass {stop_after!r}; passes: {', '.join(names)}")
-    state = CompileState(rule_files, channels, policies, channels_known, policies_known)
+    state = CompileState(rule_files, channels, policies, channels_known, policies_known,
+                         known_errors=known_errors)
     for name, run in PASSES:
         run(state)
         if name == stop_after:

@@ -177,7 +177,7 @@ def _token(new: Any, type_: str, value: str, start: int, end: int) -> Token:
     tok.value = value
     tok.start_pos = start
     tok.end_pos = end
-    tok.line = None  # type: ignore[assignment]
+    tok.line = None
     return tok
 
 
@@ -376,6 +376,11 @@ def _expected_list(expected: set[str]) -> list[str]:
         rest -= {"NUMBER", "IDENT", "STRING", "LPAREN", "DURATION", "PERCENT", "LBRACE", "AGG_OP",
                  "WEIGHTED", "PLUS", "MINUS"}
         names.append("expression")
+    keywords = sorted(t for t in rest if t.startswith("KW_"))
+    if len(keywords) >= 3:
+        rest -= set(keywords)
+        shown = ", ".join(readable(k) for k in keywords[:3])
+        names.append(f"another field ({shown}, ...)")
     names.extend(sorted(readable(t) for t in rest))
     return names
 
@@ -431,8 +436,13 @@ def _describe(e: UnexpectedInput, text: str, ctx: BuildContext) -> Diagnostic:
     span = _span(ctx, tok.start_pos or 0, tok.end_pos or 0)
     previous = _previous_token(e)
     if previous is not None and previous.type == "IDENT" and str(previous) in _RULE_WORDS:
-        hints.append(f"the expression before {str(previous)!r} is incomplete "
-                     f"(line {previous.line}); {str(previous)!r} was read as a metric name")
+        hints.append(f"the expression before {str(previous)!r} is incomplete; "
+                     f"{str(previous)!r} was read as a metric name")
+    if tok.type in ("RBRACE", "$END") or tok.type.startswith("KW_"):
+        if "RPAREN" in expected_set:
+            hints.append("a '(' before this point is not closed")
+        elif "RBRACKET" in expected_set:
+            hints.append("a '[' before this point is not closed")
     if ((tok.type == "MATCH_OP" and str(tok) == "=") or tok.type == "EQ") and (
         "CMP_OP" in expected_set
     ):

@@ -219,7 +219,8 @@ def _reachable(ctx: LintContext, b: ast.BinaryExpr) -> None:
     if unreachable:
         ctx.report("composite/unreachable-threshold",
                    f"the score can reach at most {total:g}, so {b.op} {threshold:g} never holds",
-                   b.span, f"lower the threshold to at most {total:g} or raise the weights")
+                   b.rhs.span or b.span,
+                   f"lower the threshold to at most {total:g} or raise the weights")
 
 
 def _exprs(rule: ast.AlertRule | ast.RecordingRule) -> list[ast.Expr]:

@@ -50,6 +50,7 @@ def compile_workspace(ws: Workspace) -> CompileState:
         policies=[p.name for p in config.policies],
         channels_known=ws.has_notification_config,
         policies_known=ws.has_escalation_policies,
+        known_errors=ws.diagnostics,
     )
 
 

@@ -25,7 +25,7 @@ declare(
     annotation instead.""",
 )
 
-_VALUE_VARIABLES = frozenset({"$value", ".Value"})
+_VALUE_VARIABLES = frozenset({"$value", ".Value", "$.Value"})
 
 
 @rule_check
