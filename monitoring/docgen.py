@@ -99,10 +99,12 @@ def checks_markdown() -> str:
         out += [f"## {code}", "", f"Severity: {info.severity.label}.", "", info.doc, ""]
         example = _golden_example(code)
         if example is not None:
-            name, text, expected = example
-            lang = "yaml" if name.endswith((".yaml", ".yml")) else ""
-            out += [f"Example (`tests/golden/lint/{name}`):", "", f"```{lang}", text.rstrip(),
-                    "```", "", "gives:", "", "```", expected.rstrip(), "```", ""]
+            files, expected = example
+            for name, text in files:
+                lang = "yaml" if name.endswith((".yaml", ".yml")) else ""
+                out += [f"Example (`tests/golden/lint/{name}`):", "", f"```{lang}", text.rstrip(),
+                        "```", ""]
+            out += ["gives:", "", "```", expected.rstrip(), "```", ""]
     out += ["## Compiler diagnostics", "",
             "Reported by the parser, the YAML and schema loaders and the type checker; always "
             "errors unless noted.", "", "| code | meaning |", "| --- | --- |"]
@@ -120,15 +122,21 @@ def golden_name(code: str) -> str:
     return code.replace("/", "--")
 
 
-def _golden_example(code: str) -> tuple[str, str, str] | None:
+def _golden_example(code: str) -> tuple[list[tuple[str, str]], str] | None:
+    """The example files of a check (a file, or every file of a folder) and its output."""
     stem = golden_name(code)
-    for path in sorted(GOLDEN_LINT.glob(f"{stem}.*")):
-        if path.suffix == ".expected":
+    for path in sorted(GOLDEN_LINT.glob(f"{stem}*")):
+        if path.name.endswith(".expected") or path.name.split(".")[0] != stem:
             continue
-        expected = path.with_suffix(path.suffix + ".expected")
+        expected = path.parent / (path.name + ".expected")
         if not expected.exists():
             return None
-        return (path.name, path.read_text("utf-8"), expected.read_text("utf-8"))
+        if path.is_dir():
+            files = [(f"{path.name}/{f.name}", f.read_text("utf-8"))
+                     for f in sorted(path.iterdir())]
+        else:
+            files = [(path.name, path.read_text("utf-8"))]
+        return files, expected.read_text("utf-8")
     return None
 
 
