@@ -292,6 +292,12 @@ class _Composer:
         if end > start and self.source.text[start] == "\n":
             end = start
         problem = _first_line(e.problem or e.context or "invalid YAML")
+        if "nesting depth" in problem:
+            # Newer libyaml stops at its own depth limit before ours is reached.
+            self._error("limit/too-deep",
+                        f"YAML collections are nested more than {self.limits.max_yaml_depth} "
+                        "levels deep", self._span(start, end))
+            return
         hints = list(_syntax_hints(problem, self.source.text, start))
         if e.context and e.context_mark is not None and e.problem_mark is not None:
             line, _ = self.source.line_col(self._offset(e.context_mark))

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +10,11 @@ from monitoring.dsl.diagnostics import Severity
 from monitoring.dsl.limits import Limits
 from monitoring.dsl.loader import FileFormat, format_by_name, format_by_shape, load_paths
 
-SHARED = Path(__file__).parents[2] / ".." / "shared"
-SEED = SHARED / "seed" / "000_dc35859b5f203514.txt"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 PEER = SHARED / "peer" / "promtool"
+SEED_FILES = ("alert_rules.yaml", "escalation_policies.yaml", "notification_config.yaml",
+              "audit_filters.yaml")
+RULES = Path(__file__).resolve().parents[2] / "rules"
 
 ALERT = "- name: a\n  condition: {type: expr, expr: up == 0}\n  channels: [email]\n"
 PROM = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n"
@@ -21,8 +22,8 @@ DSL = "# a comment\ngroup g {\n  alert A { when up == 0 }\n}\n"
 
 
 def seed_files() -> dict[str, str]:
-    text = SEED.read_text("utf-8")
-    return dict(re.findall(r"\(`(\w+\.yaml)`\)\n```yaml\n(.*?)```", text, re.S))
+    """The seed's four YAML files, shipped verbatim in rules/."""
+    return {name: (RULES / name).read_text("utf-8") for name in SEED_FILES}
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

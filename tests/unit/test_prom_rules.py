@@ -10,7 +10,7 @@ from monitoring.dsl.parser import parse_expression
 from monitoring.dsl.prom_rules import load_prometheus_rules
 from monitoring.dsl.source import SourceFile
 
-PEER = Path(__file__).parents[2] / ".." / "shared" / "peer" / "promtool"
+PEER = Path(__file__).resolve().parents[2].parent / "shared" / "peer" / "promtool"
 
 
 def load(text: str) -> tuple[ast.RuleFile, list[Diagnostic]]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -18,14 +17,12 @@ from monitoring.dsl.parser import parse_expression
 from monitoring.dsl.source import SourceFile
 from monitoring.dsl.yaml_rules import load_seed_rules
 
-SEED = Path(__file__).parents[2] / ".." / "shared" / "seed" / "000_dc35859b5f203514.txt"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
 def seed_alert_rules() -> str:
-    text = SEED.read_text("utf-8")
-    match = re.search(r"\(`alert_rules\.yaml`\)\n```yaml\n(.*?)```", text, re.S)
-    assert match is not None
-    return match.group(1)
+    """The seed's alert_rules.yaml, shipped verbatim in rules/."""
+    return (RULES / "alert_rules.yaml").read_text("utf-8")
 
 
 def load(text: str, name: str = "alert_rules.yaml") -> tuple[ast.RuleFile, list[Diagnostic]]:
