@@ -15,6 +15,7 @@ from monitoring.dsl.compiler import DEFAULT_INTERVAL_MS, CompileState, Program, 
 from monitoring.dsl.diagnostics import DEFAULT_ERROR_LIMIT, Diagnostic, DiagnosticBag, Severity
 from monitoring.dsl.loader import Workspace, load_paths
 from monitoring.dsl.source import SourceFile, Span
+from monitoring.gcpause import paused_gc
 from monitoring.lint import alerts, promql, references, templates  # noqa: F401  (registers checks)
 from monitoring.lint.registry import RULE_CHECKS, RUN_CHECKS, LintContext
 from monitoring.lint.suppress import apply, parse_directives, rule_spans, yaml_comments
@@ -56,6 +57,11 @@ def compile_workspace(ws: Workspace) -> CompileState:
 
 def lint_paths(paths: Sequence[str | Path], limit: int = DEFAULT_ERROR_LIMIT) -> LintReport:
     """Lint files and folders; the report holds sorted, de-duplicated findings."""
+    with paused_gc():
+        return _lint(paths, limit)
+
+
+def _lint(paths: Sequence[str | Path], limit: int) -> LintReport:
     ws = load_paths(paths)
     state = compile_workspace(ws)
     ctx = LintContext([rf for _, rf in ws.rule_files], state.env, ws.config)

@@ -6,7 +6,8 @@ from monitoring.dsl import ast
 from monitoring.dsl.diagnostics import Severity
 from monitoring.dsl.source import OffsetMap, Span
 from monitoring.lint.registry import LintContext, RuleContext, declare, rule_check
-from monitoring.templates import TemplateSyntaxError, parse_template
+from monitoring.templates import TemplateSyntaxError
+from monitoring.templates.quick import template_variables
 
 declare(
     "template/invalid", Severity.ERROR,
@@ -36,7 +37,7 @@ def templates(ctx: LintContext, rc: RuleContext) -> None:
         return
     for pair, is_label in [(p, True) for p in rule.labels] + [(p, False) for p in rule.annotations]:
         try:
-            template = parse_template(pair.value)
+            variables = template_variables(pair.value)
         except TemplateSyntaxError as e:
             ctx.report("template/invalid",
                        f"invalid template in {'label' if is_label else 'annotation'} "
@@ -44,7 +45,7 @@ def templates(ctx: LintContext, rc: RuleContext) -> None:
                        "templates use Go template syntax: {{ $labels.name }}, "
                        "{{ $value | humanize }}")
             continue
-        if is_label and template.variables() & _VALUE_VARIABLES:
+        if is_label and variables & _VALUE_VARIABLES:
             ctx.report("alert/value-in-labels",
                        f"label {pair.key!r} uses the query value; the alert's identity would "
                        "change at every evaluation", pair.value_span or pair.span,

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from monitoring.dsl.diagnostics import Diagnostic
@@ -239,3 +241,33 @@ def test_every_error_is_reported() -> None:
 def test_empty_and_broken_documents_are_not_validated() -> None:
     assert validate(load_yaml(SourceFile("t.yaml", "")), "alert_rules") == []
     assert validate(load_yaml(SourceFile("t.yaml", "a: [")), "alert_rules") == []
+
+
+# ---------------------------------------------------------------- fast path agreement
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.floats(allow_nan=False)
+    | st.sampled_from(["", "x", "5m", "email", "slack", "${X}", "threshold", "AND", ">", "info"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "name", "condition", "metric", "operator", "value", "window",
+                         "aggregation", "stages", "delay", "channels", "smtp_server", "url",
+                         "min_severity", "actions", "groups", "rules", "expr", "alert", "record",
+                         "emial", "weights", "conditions", "threshold"]),
+        inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from([*sorted(SEED_FILES.values()), "prometheus_rules"]), data=_VALUES)
+def test_fast_check_agrees_with_jsonschema(name: str, data: object) -> None:
+    import fastjsonschema
+
+    from monitoring.dsl.schema import _fast_check, _validator
+
+    try:
+        _fast_check(name)(data)
+        fast_ok = True
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    assert fast_ok == (not list(_validator(name).iter_errors(data)))

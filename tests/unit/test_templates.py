@@ -776,3 +776,30 @@ def test_render_raises_only_render_errors(text: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=60))
 def test_text_without_braces_renders_verbatim(text: str) -> None:
     assert render(text) == text
+
+
+# ---------------------------------------------------------------- the fast validation path
+
+_PIECES = st.sampled_from([
+    "{{ $labels.job }}", "{{ $value }}", "{{$value|humanize}}", "{{- $labels.instance -}}",
+    "{{ $value | humanizePercentage | toUpper }}", "{{ $externalLabels.region }}", "text ",
+    "{", "}", "{{", "}}", "{{ $labels.a.b }}", "{{-3}}", "{{ $value | nope }}", "{{ $x }}",
+    "{{ .Value }}", "{{ $value | printf }}", "{{/* c */}}", "{{ $labels.job -}}", " ", "\n",
+    "{{ $value|humanize1024 }}", "{{ $labels.0x }}", "{{ $value | title5 }}",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=6).map("".join))
+def test_quick_path_agrees_with_the_parser(text: str) -> None:
+    from monitoring.templates.quick import template_variables
+
+    try:
+        expected: frozenset[str] | str = parse_template(text).variables()
+    except TemplateSyntaxError:
+        expected = "error"
+    try:
+        got: frozenset[str] | str = template_variables(text)
+    except TemplateSyntaxError:
+        got = "error"
+    assert got == expected
