@@ -101,6 +101,8 @@ class _FastPath:
         self.scanners = {state: tuple(lx.scanner._mres) for state, lx in lexer.lexers.items()}
         self.keyword_callbacks = {state: lx.callback for state, lx in lexer.lexers.items()}
         self.ignore = frozenset(lexer.root_lexer.ignore_types)
+        # (state below, top state, lookahead) -> top state after its unit reductions.
+        self.unit_chains: dict[tuple[int, int, str], int] = {}
 
     def parse(self, text: str, start: str, comments: list[Token] | None) -> Any:
         """The parse result, or ``_FAILED`` at the first error."""
@@ -108,6 +110,7 @@ class _FastPath:
         scanners = self.scanners
         keyword_callbacks = self.keyword_callbacks
         ignore = self.ignore
+        unit_chains = self.unit_chains
         end_state = self.end_states[start]
         state_stack = [self.start_states[start]]
         value_stack: list[Any] = []
@@ -153,8 +156,18 @@ class _FastPath:
                     value_stack.append(tok)
                     break
                 size, cb, origin = action
-                if cb is None:  # a unit reduction of the precedence chain
-                    state_stack[-1] = states[state_stack[-2]][origin]
+                if cb is None:  # unit reductions of the precedence chain, followed at once
+                    key = (state_stack[-2], state_stack[-1], type_)
+                    top = unit_chains.get(key)
+                    if top is None:
+                        below = key[0]
+                        top = states[below][origin]
+                        nxt = states[top].get(type_)
+                        while (nxt.__class__ is tuple and nxt[1] is None and top != end_state):
+                            top = states[below][nxt[2]]
+                            nxt = states[top].get(type_)
+                        unit_chains[key] = top
+                    state_stack[-1] = top
                 else:
                     if size:
                         children = value_stack[-size:]
