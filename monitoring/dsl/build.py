@@ -590,6 +590,9 @@ class AstBuilder(Transformer[Token, Any]):
 
     def guard_depth(self, expr: ast.Expr) -> ast.Expr | None:
         """Refuse expressions nested beyond the limit (later passes recurse)."""
+        span = expr.span
+        if span is not None and span.end - span.start <= LIMITS.max_nesting:
+            return expr  # every level of nesting takes at least one character
         d = ast.depth(expr)
         if d <= LIMITS.max_nesting:
             return expr

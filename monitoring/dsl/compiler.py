@@ -152,8 +152,9 @@ def _lower(state: CompileState) -> None:
                     "alert" if isinstance(rule, ast.AlertRule) else "record",
                     interval, condition, recover, rule, group,
                 ))
-    reachable = set(program.users())
-    program.nodes = [n for n in intern if n in reachable]
+    # Interning is bottom-up, so the table is in topological order already. Constants
+    # folded away may linger in it; they are never listed on their own.
+    program.nodes = list(intern)
 
 
 PASSES: tuple[tuple[str, Callable[[CompileState], None]], ...] = (

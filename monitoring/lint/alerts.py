@@ -126,7 +126,7 @@ def absent_without_for(ctx: LintContext, rc: RuleContext) -> None:
         return
     if rule.for_ is not None and rule.for_.ms > 0:
         return
-    for node in ast.walk(rule.expr):
+    for node in rc.nodes():
         if isinstance(node, ast.Call) and node.func in ("absent", "absent_over_time"):
             ctx.report("alert/absent-without-for",
                        f"alert {rule.name.value!r} uses {node.func}() without 'for': it will "

@@ -72,62 +72,56 @@ _COUNTER_FUNCS = frozenset(name for name, d in REGISTRY.functions.items() if d.c
 @rule_check
 def counters(ctx: LintContext, rc: RuleContext) -> None:
     """rate() and friends on non-counters."""
-    for expr in _exprs(rc.rule):
-        for node in ast.walk(expr):
-            if not (isinstance(node, ast.Call) and node.func in _COUNTER_FUNCS and node.args):
-                continue
-            arg = ast.unparen(node.args[0])
-            if not isinstance(arg, ast.MatrixSelector) or arg.vector.name is None:
-                continue
-            name = arg.vector.name
-            info = rc.env.metric(name)
-            if info is not None and info.type is not None:
-                if info.type is not ast.MetricType.COUNTER and info.type is not \
-                        ast.MetricType.UNKNOWN:
-                    ctx.report("promql/rate-non-counter",
-                               f"{node.func}() on {name!r}, which is declared as a "
-                               f"{info.type.value}", arg.span,
-                               "use deriv() or delta() for gauges", severity=Severity.ERROR)
-                continue
-            if name.endswith(COUNTER_SUFFIXES) or name in rc.env.recording_rules:
-                continue
-            ctx.report("promql/rate-non-counter",
-                       f"{node.func}() on {name!r}, which does not look like a counter "
-                       "(no _total, _count, _sum or _bucket suffix, no declaration)", arg.span,
-                       f"declare it: metric {name} {{ type counter }}, or use deriv() for a gauge")
+    for node in rc.nodes():
+        if not (isinstance(node, ast.Call) and node.func in _COUNTER_FUNCS and node.args):
+            continue
+        arg = ast.unparen(node.args[0])
+        if not isinstance(arg, ast.MatrixSelector) or arg.vector.name is None:
+            continue
+        name = arg.vector.name
+        info = rc.env.metric(name)
+        if info is not None and info.type is not None:
+            if info.type is not ast.MetricType.COUNTER and info.type is not \
+                    ast.MetricType.UNKNOWN:
+                ctx.report("promql/rate-non-counter",
+                           f"{node.func}() on {name!r}, which is declared as a "
+                           f"{info.type.value}", arg.span,
+                           "use deriv() or delta() for gauges", severity=Severity.ERROR)
+            continue
+        if name.endswith(COUNTER_SUFFIXES) or name in rc.env.recording_rules:
+            continue
+        ctx.report("promql/rate-non-counter",
+                   f"{node.func}() on {name!r}, which does not look like a counter "
+                   "(no _total, _count, _sum or _bucket suffix, no declaration)", arg.span,
+                   f"declare it: metric {name} {{ type counter }}, or use deriv() for a gauge")
 
 
 @rule_check
 def windows(ctx: LintContext, rc: RuleContext) -> None:
     """Range windows shorter than twice the scrape interval."""
     file = rc.file.span.source.name if rc.file.span is not None else ""
-    for expr in _exprs(rc.rule):
-        for node in ast.walk(expr):
-            if not isinstance(node, ast.MatrixSelector):
-                continue
-            scrape = rc.env.scrape_interval_ms(node.vector.name, file)
-            if scrape is None or node.range.ms >= 2 * scrape:
-                continue
-            ctx.report("promql/range-too-short",
-                       f"range [{node.range}] is shorter than twice the scrape interval "
-                       f"({format_duration(scrape)}) of {node.vector.name or 'this selector'}",
-                       node.range.span or node.span,
-                       f"use [{format_duration(2 * scrape)}] or more; "
-                       f"[{format_duration(4 * scrape)}] tolerates a missed scrape")
+    for node in rc.nodes():
+        if not isinstance(node, ast.MatrixSelector):
+            continue
+        scrape = rc.env.scrape_interval_ms(node.vector.name, file)
+        if scrape is None or node.range.ms >= 2 * scrape:
+            continue
+        ctx.report("promql/range-too-short",
+                   f"range [{node.range}] is shorter than twice the scrape interval "
+                   f"({format_duration(scrape)}) of {node.vector.name or 'this selector'}",
+                   node.range.span or node.span,
+                   f"use [{format_duration(2 * scrape)}] or more; "
+                   f"[{format_duration(4 * scrape)}] tolerates a missed scrape")
 
 
 @rule_check
 def regexes(ctx: LintContext, rc: RuleContext) -> None:
     """Regex matchers that need no regex."""
-    for expr in _exprs(rc.rule):
-        for node in ast.walk(expr):
-            selector = node.vector if isinstance(node, ast.MatrixSelector) else node
-            if not isinstance(selector, ast.VectorSelector):
-                continue
-            for m in selector.matchers:
-                if m.op not in (ast.MatchOp.RE, ast.MatchOp.NRE):
-                    continue
-                _needless(ctx, m)
+    for node in rc.nodes():  # reaches the selectors inside range selectors too
+        if isinstance(node, ast.VectorSelector):
+            for m in node.matchers:
+                if m.op is ast.MatchOp.RE or m.op is ast.MatchOp.NRE:
+                    _needless(ctx, m)
 
 
 def _needless(ctx: LintContext, m: ast.LabelMatcher) -> None:
@@ -196,16 +190,15 @@ def _unit_hint(partner: ast.Expr | None) -> str:
 @rule_check
 def weighted(ctx: LintContext, rc: RuleContext) -> None:
     """Weights must be positive and the threshold reachable."""
-    for expr in _exprs(rc.rule):
-        for node in ast.walk(expr):
-            if isinstance(node, ast.WeightedExpr):
-                for term in node.terms:
-                    if term.weight < 0:
-                        ctx.report("composite/negative-weight",
-                                   f"weight {term.weight:g} is negative", term.span,
-                                   "use `unless` for conditions that must not hold")
-            if isinstance(node, ast.BinaryExpr) and node.op in COMPARISONS:
-                _reachable(ctx, node)
+    for node in rc.nodes():
+        if isinstance(node, ast.WeightedExpr):
+            for term in node.terms:
+                if term.weight < 0:
+                    ctx.report("composite/negative-weight",
+                               f"weight {term.weight:g} is negative", term.span,
+                               "use `unless` for conditions that must not hold")
+        if isinstance(node, ast.BinaryExpr) and node.op in COMPARISONS:
+            _reachable(ctx, node)
 
 
 def _reachable(ctx: LintContext, b: ast.BinaryExpr) -> None:

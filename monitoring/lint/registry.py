@@ -40,6 +40,17 @@ class RuleContext:
     file: ast.RuleFile
     env: Environment
     interval_ms: int
+    _nodes: list[ast.Expr] | None = None
+
+    def nodes(self) -> list[ast.Expr]:
+        """Every expression node of the rule (condition and recovery), walked once."""
+        if self._nodes is None:
+            rule = self.rule
+            roots = [rule.expr] if rule.expr is not None else []
+            if isinstance(rule, ast.AlertRule) and rule.recover_expr is not None:
+                roots.append(rule.recover_expr)
+            self._nodes = [node for root in roots for node in ast.walk(root)]
+        return self._nodes
 
 
 @dataclass(slots=True)

@@ -168,7 +168,7 @@ def test_topological_order_and_users() -> None:
         for child in node.children():
             assert position[child] < position[node]
     users = program.users()
-    shared = [n for n in program.nodes if len(users[n]) > 1]
+    shared = [n for n in program.nodes if len(users.get(n, [])) > 1]
     assert shared
 
 
