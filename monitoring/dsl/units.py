@@ -125,6 +125,8 @@ def percent_contexts(
     it cannot be known. ``rule_unit`` (a YAML threshold's ``unit:``) overrides.
     """
     out: list[tuple[ast.PercentLiteral, str | None, ast.Expr | None]] = []
+    if expr.span is not None and "%" not in expr.span.text():
+        return out  # no percentage literal can be in there
     _visit(expr, None, env, rule_unit, out)
     return out
 

@@ -392,8 +392,14 @@ def resolve_scalar(node: YamlNode) -> Any:
     return node.value  # !!str, !!timestamp, !!binary, or content that does not fit the tag
 
 
+# First characters of null, true, false, numbers, .inf and .nan in YAML 1.2's core schema.
+_SPECIAL_START = frozenset("~nNtTfF0123456789+-.")
+
+
 def _resolve_plain(text: str) -> Any:
     """Resolve an untagged plain scalar: null, booleans, integers, floats, else the text."""
+    if text and text[0] not in _SPECIAL_START:
+        return text  # the common case: no core-schema type starts with this character
     if _NULL.match(text):
         return None
     if _TRUE.match(text):
