@@ -31,8 +31,8 @@ _DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
 
 def parse_duration(text: str) -> Duration:
     """Decode ``1h30m``-style durations; units must appear largest first, each once."""
-    unit = text[-1]
-    if unit in "hdwy" or (unit in "sm" and text[-2:] != "ms"):
+    unit = text[-1:]
+    if unit and (unit in "hdwy" or (unit in "sm" and text[-2:] != "ms")):
         digits = text[:-1]
         if digits.isascii() and digits.isdigit():  # the common one-unit case
             return Duration(int(digits) * _UNIT_MS[unit], text)

@@ -7,11 +7,11 @@ raises on bad input: every problem is a diagnostic.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from monitoring.dsl import ast
-from monitoring.dsl.compiler import DEFAULT_INTERVAL_MS, CompileState, Program, compile_rule_files
+from monitoring.dsl.compiler import DEFAULT_INTERVAL_MS, CompileState, compile_rule_files
 from monitoring.dsl.diagnostics import DEFAULT_ERROR_LIMIT, Diagnostic, DiagnosticBag, Severity
 from monitoring.dsl.loader import Workspace, load_paths
 from monitoring.dsl.source import SourceFile, Span
@@ -29,7 +29,6 @@ class LintReport:
     files: int
     rules: int
     dropped: int = 0
-    program: Program = field(default_factory=Program)
 
     @property
     def errors(self) -> int:
@@ -42,7 +41,7 @@ class LintReport:
         return sum(1 for d in self.diagnostics if d.severity is Severity.WARNING)
 
 
-def compile_workspace(ws: Workspace) -> CompileState:
+def compile_workspace(ws: Workspace, stop_after: str | None = None) -> CompileState:
     """Compile the rule files of a loaded workspace against its configuration."""
     config = ws.config
     return compile_rule_files(
@@ -52,6 +51,7 @@ def compile_workspace(ws: Workspace) -> CompileState:
         channels_known=ws.has_notification_config,
         policies_known=ws.has_escalation_policies,
         known_errors=ws.diagnostics,
+        stop_after=stop_after,
     )
 
 
@@ -63,7 +63,8 @@ def lint_paths(paths: Sequence[str | Path], limit: int = DEFAULT_ERROR_LIMIT) ->
 
 def _lint(paths: Sequence[str | Path], limit: int) -> LintReport:
     ws = load_paths(paths)
-    state = compile_workspace(ws)
+    # Lowering to IR finds no problems of its own, so linting stops after checking.
+    state = compile_workspace(ws, stop_after="check")
     ctx = LintContext([rf for _, rf in ws.rule_files], state.env, ws.config)
     for rc in ctx.rules(DEFAULT_INTERVAL_MS):
         if id(rc.rule) in state.failed_rules:
@@ -78,7 +79,7 @@ def _lint(paths: Sequence[str | Path], limit: int) -> LintReport:
     bag.extend(state.diagnostics)
     bag.extend(findings)
     rules = sum(len(g.rules) for _, rf in ws.rule_files for g in rf.groups)
-    return LintReport(bag.sorted(), len(ws.sources), rules, bag.dropped, state.program)
+    return LintReport(bag.sorted(), len(ws.sources), rules, bag.dropped)
 
 
 def _suppress(findings: list[Diagnostic], ws: Workspace) -> list[Diagnostic]:

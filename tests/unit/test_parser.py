@@ -357,3 +357,20 @@ def test_limits() -> None:
     assert not result.ok
     long = "x + " * 20000 + "1"
     assert [d.code for d in parse_expression(long).diagnostics] == ["limit/too-large"]
+
+
+@pytest.mark.parametrize("text", ["", "m", "5", "5x", "1h1h", "1m1h", "5 m", "1.5h"])
+def test_invalid_durations_raise_lexical_errors(text: str) -> None:
+    from monitoring.dsl.lexical import LexicalError, parse_duration
+
+    with pytest.raises(LexicalError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("text", "ms"), [("5m", 300_000), ("1h30m", 5_400_000), ("500ms", 500),
+                                          ("2d", 172_800_000), ("1y", 31_536_000_000),
+                                          ("1w2d3h4m5s6ms", 788_645_006)])
+def test_durations(text: str, ms: int) -> None:
+    from monitoring.dsl.lexical import parse_duration
+
+    assert parse_duration(text).ms == ms
