@@ -13,6 +13,7 @@ resumes. So one file reports every broken rule, not only the first.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -117,8 +118,16 @@ class _FastPath:
         new_token = str.__new__
         pos = 0
         n = len(text)
+        skip = _SKIP.match
         while True:
             state = state_stack[-1]
+            gap = skip(text, pos)
+            if gap is not None:  # blanks and comments, in one step
+                if comments is not None and "#" in gap.group(0):
+                    for c in _COMMENT.finditer(text, pos, gap.end()):
+                        comments.append(_token(new_token, "COMMENT", c.group(0), c.start(),
+                                               c.end()))
+                pos = gap.end()
             if pos < n:
                 for mre in scanners[state]:
                     m = mre.match(text, pos)
@@ -182,6 +191,8 @@ class _FastPath:
 
 
 _FAILED = object()
+_SKIP = re.compile(r"(?:[ \t\f\r\n]+|#[^\n]*)+")  # the grammar's ignored WS and COMMENT
+_COMMENT = re.compile(r"#[^\n]*")
 
 
 def _token(new: Any, type_: str, value: str, start: int, end: int) -> Token:

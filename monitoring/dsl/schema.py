@@ -22,15 +22,17 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 
 from monitoring.dsl.diagnostics import Diagnostic, Severity, did_you_mean
 from monitoring.dsl.source import Span
 from monitoring.dsl.yaml_source import YamlDocument, YamlPath
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _NAMES = ("alert_rules", "audit_filters", "escalation_policies", "notification_config",
           "prometheus_rules")
@@ -66,6 +68,9 @@ def schema(name: str) -> dict[str, Any]:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    # Imported here: only files that fail the fast check need jsonschema's report.
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(schema(name))
 
 
@@ -314,6 +319,8 @@ class _Explainer:
                 yield self._any_required(error, by_branch)
                 return
             candidates = [e for errs in by_branch.values() for e in errs]
+            from jsonschema.exceptions import best_match
+
             chosen = best_match(candidates) if candidates else None
             if chosen is None:
                 yield from self._generic(error)

@@ -14,25 +14,34 @@ caret lands under the right character of the file, block scalars included.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
+_NEWLINE = re.compile("\n")
+
 
 class SourceFile:
-    """The text of one input file (or of standard input) with a line index."""
+    """The text of one input file (or of standard input) with a line index.
 
-    __slots__ = ("_line_starts", "name", "text")
+    The line index is built on first use: a clean file needs none.
+    """
+
+    __slots__ = ("_starts", "name", "text")
 
     def __init__(self, name: str, text: str) -> None:
         self.name = name
         self.text = text
-        starts = [0]
-        find = text.find
-        pos = find("\n")
-        while pos != -1:
-            starts.append(pos + 1)
-            pos = find("\n", pos + 1)
-        self._line_starts = starts
+        self._starts: list[int] | None = None
+
+    @property
+    def _line_starts(self) -> list[int]:
+        starts = self._starts
+        if starts is None:
+            starts = [0]
+            starts.extend(m.end() for m in _NEWLINE.finditer(self.text))
+            self._starts = starts
+        return starts
 
     @classmethod
     def read(cls, path: Path | str) -> SourceFile:
