@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gen_rules import generate, to_dsl, to_prometheus  # noqa: E402
+from gen_rules import generate, to_dsl, to_prometheus
 
 
 def measure(cmd: list[str], expect: set[int]) -> tuple[float, int]:
