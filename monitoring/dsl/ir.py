@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from monitoring.dsl.ast import Card
+from monitoring.dsl.ast import Card, format_duration
+from monitoring.dsl.lexical import quote
 from monitoring.stdlib import REGISTRY
 from monitoring.stdlib.types import ValueType
 
@@ -264,8 +265,6 @@ def _num(v: float) -> str:
 
 
 def _dur(ms: int | None) -> str:
-    from monitoring.dsl.ast import format_duration
-
     return format_duration(ms or 0)
 
 
@@ -277,8 +276,6 @@ def _modifiers(offset_ms: int, at: At | None) -> str:
 
 
 def _selector(sel: Selector) -> str:
-    from monitoring.dsl.lexical import quote
-
     shown = [m for m in sel.matchers if not (m[0] == "__name__" and m[1] == "=" and
                                              m[2] == sel.metric)]
     inner = ", ".join(f"{n}{op}{quote(v)}" for n, op, v in shown)

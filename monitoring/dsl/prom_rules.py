@@ -26,10 +26,9 @@ from typing import Any
 from monitoring.dsl import ast
 from monitoring.dsl.diagnostics import Diagnostic
 from monitoring.dsl.lexical import is_metric_name
-from monitoring.dsl.schema import validate
 from monitoring.dsl.source import SourceFile, Span
-from monitoring.dsl.yaml_rules import YamlAstBuilder
-from monitoring.dsl.yaml_source import YamlDocument, YamlPath, load_yaml
+from monitoring.dsl.yaml_rules import YamlAstBuilder, load_rule_document
+from monitoring.dsl.yaml_source import YamlDocument, YamlPath
 
 
 class PrometheusRulesBuilder(YamlAstBuilder):
@@ -158,12 +157,5 @@ def prometheus_rule_file(doc: YamlDocument) -> tuple[ast.RuleFile, list[Diagnost
 
 def load_prometheus_rules(source: SourceFile) -> tuple[ast.RuleFile, list[Diagnostic]]:
     """Load, validate and compile a Prometheus rule file; every problem is a diagnostic."""
-    doc = load_yaml(source)
-    diagnostics = list(doc.diagnostics)
-    if doc.root is None:
-        return ast.RuleFile(ast.FileKind.PROMETHEUS, span=Span(source, 0, len(source.text))), \
-            diagnostics
-    diagnostics.extend(validate(doc, "prometheus_rules"))
-    rule_file, more = prometheus_rule_file(doc)
-    diagnostics.extend(more)
-    return rule_file, diagnostics
+    return load_rule_document(source, ast.FileKind.PROMETHEUS, "prometheus_rules",
+                              prometheus_rule_file)

@@ -24,6 +24,7 @@ durations, label pairs, embedded expressions) and is shared with
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -504,14 +505,23 @@ def seed_rule_file(doc: YamlDocument) -> tuple[ast.RuleFile, list[Diagnostic]]:
     return builder.rule_file(), builder.diagnostics
 
 
-def load_seed_rules(source: SourceFile) -> tuple[ast.RuleFile, list[Diagnostic]]:
-    """Load, validate and compile a seed rule file; every problem is a diagnostic."""
+def load_rule_document(
+    source: SourceFile,
+    kind: ast.FileKind,
+    schema_name: str,
+    compile_doc: Callable[[YamlDocument], tuple[ast.RuleFile, list[Diagnostic]]],
+) -> tuple[ast.RuleFile, list[Diagnostic]]:
+    """Load YAML, validate it against a schema, compile it; every problem is a diagnostic."""
     doc = load_yaml(source)
     diagnostics = list(doc.diagnostics)
     if doc.root is None:
-        return ast.RuleFile(ast.FileKind.SEED_RULES, span=Span(source, 0, len(source.text))), \
-            diagnostics
-    diagnostics.extend(validate(doc, "alert_rules"))
-    rule_file, more = seed_rule_file(doc)
+        return ast.RuleFile(kind, span=Span(source, 0, len(source.text))), diagnostics
+    diagnostics.extend(validate(doc, schema_name))
+    rule_file, more = compile_doc(doc)
     diagnostics.extend(more)
     return rule_file, diagnostics
+
+
+def load_seed_rules(source: SourceFile) -> tuple[ast.RuleFile, list[Diagnostic]]:
+    """Load, validate and compile a seed rule file; every problem is a diagnostic."""
+    return load_rule_document(source, ast.FileKind.SEED_RULES, "alert_rules", seed_rule_file)
