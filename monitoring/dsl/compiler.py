@@ -185,3 +185,20 @@ def compile_rule_files(
         if name == stop_after:
             break
     return state
+
+
+def compile_expression(
+    text: str, env: Environment | None = None
+) -> tuple[ir.Node | None, list[Diagnostic]]:
+    """Parse, check and lower one expression (``monitoring query``, tests, the API)."""
+    from monitoring.dsl.parser import parse_expression
+
+    result = parse_expression(text)
+    diagnostics = list(result.diagnostics)
+    if result.node is None or not result.ok:
+        return None, diagnostics
+    Checker(diagnostics.append).check(result.node)  # any type: `x[5m]` is a valid query
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        return None, diagnostics
+    lowerer = Lowerer(env if env is not None else Environment(), Interner())
+    return lowerer.lower_root(result.node), diagnostics

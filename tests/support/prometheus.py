@@ -1,0 +1,149 @@
+"""A real Prometheus server for tests and benchmarks: start on a free port, stop by PID.
+
+Data is loaded the way an operator would backfill: our store is exported to
+OpenMetrics, ``promtool tsdb create-blocks-from openmetrics`` turns it into TSDB
+blocks inside a temporary storage folder, and Prometheus is started on that
+folder listening on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class PeerMissing(RuntimeError):
+    """Prometheus or promtool is not installed."""
+
+
+def require(binary: str) -> str:
+    """The path of a binary, or an error naming the Debian package to install."""
+    path = shutil.which(binary)
+    if path is None:
+        raise PeerMissing(f"{binary} not found: install the Debian package 'prometheus'")
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def create_blocks(openmetrics: Path, storage: Path) -> None:
+    """Backfill TSDB blocks from an OpenMetrics file with promtool."""
+    promtool = require("promtool")
+    storage.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics",
+                             str(openmetrics), str(storage)], capture_output=True, text=True,
+                            timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"promtool create-blocks-from failed: {result.stderr[-2000:]}")
+
+
+@dataclass
+class PrometheusServer:
+    """A running Prometheus; use as a context manager."""
+
+    storage: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PrometheusServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the server and wait until it answers /-/ready."""
+        binary = require("prometheus")
+        self.port = self.port or free_port()
+        config = self.storage / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n")
+        log = open(self.storage / "prometheus.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={self.storage}",
+             f"--web.listen-address=127.0.0.1:{self.port}",
+             "--storage.tsdb.retention.time=100y", "--query.max-samples=500000000",
+             "--query.timeout=10m", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("prometheus exited: "
+                                   + (self.storage / "prometheus.log").read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready")
+
+    def stop(self) -> None:
+        """Stop the server by its PID (and its process group)."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+
+    def query_range(self, expr: str, start_s: float, end_s: float, step_s: float) -> Any:
+        """``/api/v1/query_range``; returns the decoded ``data`` or raises with the error."""
+        params = urllib.parse.urlencode({"query": expr, "start": f"{start_s:.3f}",
+                                         "end": f"{end_s:.3f}", "step": f"{step_s:g}"})
+        return self._get(f"/api/v1/query_range?{params}")
+
+    def query(self, expr: str, time_s: float) -> Any:
+        """``/api/v1/query`` (an instant query)."""
+        params = urllib.parse.urlencode({"query": expr, "time": f"{time_s:.3f}"})
+        return self._get(f"/api/v1/query?{params}")
+
+    def _get(self, path: str) -> Any:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=600) as r:
+                body = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            body = json.loads(e.read())
+        if body.get("status") != "success":
+            raise PrometheusError(body.get("error", "unknown error"))
+        return body["data"]
+
+    def peak_rss_mib(self) -> float:
+        """Peak resident memory of the server so far (VmHWM)."""
+        if self.process is None:
+            return 0.0
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+class PrometheusError(RuntimeError):
+    """A query Prometheus refused or failed."""
