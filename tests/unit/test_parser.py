@@ -177,6 +177,14 @@ def test_binary_modifiers() -> None:
     assert isinstance(node, ast.BinaryExpr) and node.op == "unless"
 
 
+@pytest.mark.parametrize("keyword", ["limit", "for", "labels", "severity", "group"])
+def test_rule_file_keywords_are_names_after_matching_labels(keyword: str) -> None:
+    for text in (f"a / on(x) {keyword}", f"a / ignoring(x) {keyword}",
+                 f"a * on(x) group_left(y) {keyword}", f"a * on(x) group_left {keyword}"):
+        node = expr(text)
+        assert isinstance(node, ast.BinaryExpr) and node.rhs == sel(keyword), text
+
+
 def test_aggregations_in_both_forms() -> None:
     before = expr("sum by (job) (x)")
     after = expr("SUM(x) BY (job)")
