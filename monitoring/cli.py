@@ -8,6 +8,7 @@ missing files). Bad input never produces a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -206,7 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
                        "list the available schemas.")
     p.add_argument("name", nargs="?", metavar="NAME")
     p.set_defaults(func=cmd_schema)
+
+    for module in ENGINE_COMMANDS:
+        importlib.import_module(module).add_parsers(sub)
     return parser
+
+
+ENGINE_COMMANDS = (
+    "monitoring.engine.store_cli",  # import, export
+    "monitoring.engine.query_cli",  # query
+    "monitoring.engine.conformance_cli",  # conformance
+)
+"""Modules that add sub-commands with ``add_parsers(subparsers)``; each sets ``func``."""
 
 
 def _positive_int(text: str) -> int:

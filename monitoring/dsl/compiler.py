@@ -202,3 +202,26 @@ def compile_expression(
         return None, diagnostics
     lowerer = Lowerer(env if env is not None else Environment(), Interner())
     return lowerer.lower_root(result.node), diagnostics
+
+
+def compile_query(
+    text: str, env: Environment | None = None
+) -> tuple[ir.Node | None, list[Diagnostic], dict[ir.Node, tuple[int, int]]]:
+    """Like :func:`compile_expression`, plus where each IR node came from.
+
+    The table maps every lowered node to the 1-based (line, column) of the first
+    sub-expression it was lowered from: query annotations end in that position,
+    as Prometheus's do (``... (1:7)``).
+    """
+    from monitoring.dsl.parser import parse_expression
+
+    positions: dict[ir.Node, tuple[int, int]] = {}
+    result = parse_expression(text)
+    diagnostics = list(result.diagnostics)
+    if result.node is None or not result.ok:
+        return None, diagnostics, positions
+    Checker(diagnostics.append).check(result.node)
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        return None, diagnostics, positions
+    lowerer = Lowerer(env if env is not None else Environment(), Interner(), positions=positions)
+    return lowerer.lower_root(result.node), diagnostics, positions

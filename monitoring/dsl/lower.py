@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from monitoring.dsl import ast, ir
 from monitoring.dsl.checker import COMPARISONS, is_trend_direction
 from monitoring.dsl.env import Environment
+from monitoring.dsl.source import Span
 from monitoring.dsl.units import percent_contexts, percent_value
 from monitoring.stdlib import REGISTRY
 
@@ -35,11 +36,14 @@ class Interner:
 class Lowerer:
     """Lowers the expressions of one rule (percent units depend on the rule)."""
 
-    def __init__(self, env: Environment, intern: Interner, rule_unit: str | None = None) -> None:
+    def __init__(self, env: Environment, intern: Interner, rule_unit: str | None = None,
+                 positions: dict[ir.Node, tuple[int, int]] | None = None) -> None:
         self.env = env
         self.intern = intern
         self.rule_unit = rule_unit
         self._percents: dict[int, float] = {}
+        self.positions = positions
+        """When given, filled with the (line, column) each IR node was first lowered from."""
 
     def lower_root(self, expr: ast.Expr) -> ir.Node:
         """Lower a rule's top-level expression."""
@@ -49,7 +53,15 @@ class Lowerer:
 
     def lower(self, expr: ast.Expr) -> ir.Node:
         """Lower one expression node (children first)."""
-        return self.intern(self._lower(expr))
+        node = self.intern(self._lower(expr))
+        if self.positions is not None:
+            self._record(node, expr.span)
+        return node
+
+    def _record(self, node: ir.Node, span: Span | None) -> None:
+        """Remember where ``node`` came from (annotations name the sub-expression's position)."""
+        if self.positions is not None and span is not None:
+            self.positions.setdefault(node, (span.line, span.column))
 
     def _lower(self, expr: ast.Expr) -> ir.Node:
         match expr:
@@ -64,6 +76,7 @@ class Lowerer:
             case ast.MatrixSelector(vector=v, range=r):
                 sel = self.intern(self._selector(v))
                 assert isinstance(sel, ir.Selector)
+                self._record(sel, v.span)
                 return ir.RangeSelector(sel, r.ms)
             case ast.SubqueryExpr(expr=e, range=r, step=st, offset=o, at=at):
                 return ir.Subquery(self.lower(e), r.ms, st.ms if st is not None else None,

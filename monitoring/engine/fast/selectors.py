@@ -1,0 +1,131 @@
+"""Raw samples, fetched once per selector, and instant-selector lookups for all steps.
+
+Each distinct set of matchers is read from the :class:`SeriesSource` once for
+the whole query (the union of the time ranges every use of it needs), sorted by
+label set as Prometheus's TSDB returns series. An instant selector then finds,
+for every step at once, the newest sample in the lookback window with one
+``searchsorted`` per series; a staleness marker as that newest sample hides the
+series, exactly as in Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
+from monitoring.engine.model import (
+    Labels,
+    Matcher,
+    Series,
+    SeriesSource,
+    TimeArray,
+    ValueArray,
+    stale_mask,
+)
+
+
+@dataclass(slots=True)
+class RawSeries:
+    """One series' samples as read from the store, staleness markers included."""
+
+    labels: Labels
+    ts: TimeArray
+    values: ValueArray
+    stale: BoolArray | None  # None when the series has no staleness marker
+
+    def clean(self) -> tuple[TimeArray, ValueArray]:
+        """The samples without staleness markers (what range selectors see)."""
+        if self.stale is None:
+            return self.ts, self.values
+        keep = ~self.stale
+        return self.ts[keep], self.values[keep]
+
+
+class RawStore:
+    """Reads each matcher set once per query, over the union of the intervals needed."""
+
+    def __init__(self, source: SeriesSource) -> None:
+        self.source = source
+        self._wanted: dict[tuple[Matcher, ...], tuple[int, int]] = {}
+        self._data: dict[tuple[Matcher, ...], tuple[int, int, list[RawSeries]]] = {}
+
+    def want(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> None:
+        """Announce that ``[mint, maxt]`` of these series will be needed."""
+        old = self._wanted.get(matchers)
+        self._wanted[matchers] = (mint, maxt) if old is None else (min(old[0], mint),
+                                                                  max(old[1], maxt))
+
+    def get(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> list[RawSeries]:
+        """The series matching ``matchers`` with their samples in ``[mint, maxt]``."""
+        have = self._data.get(matchers)
+        if have is None or have[0] > mint or have[1] < maxt:
+            lo, hi = mint, maxt
+            wanted = self._wanted.get(matchers)
+            if wanted is not None:
+                lo, hi = min(lo, wanted[0]), max(hi, wanted[1])
+            if have is not None:
+                lo, hi = min(lo, have[0]), max(hi, have[1])
+            fetched = _prepare(self.source.select(list(matchers), lo, hi))
+            self._data[matchers] = (lo, hi, fetched)
+            have = self._data[matchers]
+        if have[0] == mint and have[1] == maxt:
+            return have[2]
+        return _slice(have[2], mint, maxt)
+
+
+def _prepare(series: Sequence[Series]) -> list[RawSeries]:
+    out = []
+    for s in sorted(series, key=lambda s: s.labels):
+        ts = np.asarray(s.ts, dtype=np.int64)
+        vs = np.asarray(s.values, dtype=np.float64)
+        stale = stale_mask(vs)
+        out.append(RawSeries(s.labels, ts, vs, stale if stale.any() else None))
+    return out
+
+
+def _slice(series: list[RawSeries], mint: int, maxt: int) -> list[RawSeries]:
+    out = []
+    for s in series:
+        lo = int(np.searchsorted(s.ts, mint, side="left"))
+        hi = int(np.searchsorted(s.ts, maxt, side="right"))
+        if hi > lo:
+            stale = s.stale[lo:hi] if s.stale is not None else None
+            if stale is not None and not stale.any():
+                stale = None
+            out.append(RawSeries(s.labels, s.ts[lo:hi], s.values[lo:hi], stale))
+    return out
+
+
+def instant_lookup(
+    series: list[RawSeries], times: TimeArray, lookback_ms: int, want_ts: bool = False
+) -> tuple[FloatMatrix, BoolArray, IndexArray | None]:
+    """Values of the newest sample in ``(t - lookback, t]`` for every series and time.
+
+    Returns ``[series × times]`` values and presence, and with ``want_ts`` the
+    sample timestamps (for ``timestamp()``).
+    """
+    n, steps = len(series), len(times)
+    values = np.empty((n, steps), dtype=np.float64)
+    present = np.empty((n, steps), dtype=bool)
+    stamps = np.empty((n, steps), dtype=np.int64) if want_ts else None
+    floor = times - lookback_ms
+    for i, s in enumerate(series):
+        if len(s.ts) == 0:
+            present[i] = False
+            values[i] = 0.0
+            continue
+        idx = np.searchsorted(s.ts, times, side="right") - 1
+        np.maximum(idx, 0, out=idx)
+        t = s.ts[idx]
+        ok = t <= times
+        ok &= t > floor
+        if s.stale is not None:
+            ok &= ~s.stale[idx]
+        present[i] = ok
+        values[i] = s.values[idx]
+        if stamps is not None:
+            stamps[i] = t
+    return values, present, stamps

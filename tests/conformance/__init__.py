@@ -1,0 +1,1 @@
+"""Conformance runs: external PromQL test scripts against our evaluators."""
