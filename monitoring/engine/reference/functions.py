@@ -28,6 +28,7 @@ from monitoring.dsl.ir import (
     Subquery,
 )
 from monitoring.dsl.regex import compile_anchored
+from monitoring.engine.gocompat import natural_less
 from monitoring.engine.model import EvalError, Labels
 from monitoring.engine.reference.gosort import (
     go_sort,
@@ -458,36 +459,6 @@ def _sort(descending: bool) -> Callable[[Evaluator, Call, int], Value]:
     return apply
 
 
-def _chunks(text: str) -> list[str]:
-    return re.findall(r"\d+|\D+", text)
-
-
-def natsort_less(a: str, b: str) -> bool:
-    """``natsort.Compare`` (github.com/facette/natsort): digit runs compare as numbers."""
-    ca, cb = _chunks(a), _chunks(b)
-    for i, x in enumerate(ca):
-        if i >= len(cb):
-            return False
-        y = cb[i]
-        if x.isdigit() and y.isdigit() and x.isascii() and y.isascii():
-            xi, yi = int(x), int(y)
-            if xi == yi:
-                if i == len(ca) - 1:
-                    return True
-                if i == len(cb) - 1:
-                    return False
-                continue
-            return xi < yi
-        if x == y:
-            if i == len(ca) - 1:
-                return True
-            if i == len(cb) - 1:
-                return False
-            continue
-        return x < y
-    return False
-
-
 def _sort_by_label(descending: bool) -> Callable[[Evaluator, Call, int], Value]:
     import functools
 
@@ -502,7 +473,7 @@ def _sort_by_label(descending: bool) -> Callable[[Evaluator, Call, int], Value]:
                 x, y = label_get(a.labels, name), label_get(b.labels, name)
                 if x == y:
                     continue
-                less = -1 if natsort_less(x, y) else 1
+                less = -1 if natural_less(x, y) else 1
                 return -less if descending else less
             full = (a.labels > b.labels) - (a.labels < b.labels)
             return -full if descending else full
