@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from monitoring.dsl.compiler import compile_query
+from monitoring.engine.evaluator import evaluate as fast
 from monitoring.engine.memory import MemorySource
 from monitoring.engine.model import STALE_NAN, EvalError, QueryResult, Series, labels_of
 from monitoring.engine.promqltest import Outcome, parse_test, run_script
@@ -555,3 +556,27 @@ def test_ties_and_nans_come_out_in_go_order() -> None:
                         for i, v in enumerate([math.nan, 1.0, math.nan])])
     ordered = run("sort(w)", src, 10)
     assert [dict(s.labels)["i"] for s in ordered.series] == ["1", "2", "0"]
+
+
+def test_range_series_are_keyed_with_their_name_until_the_query_ends() -> None:
+    # Prometheus 3's rangeEval keys output series by labels that still hold the
+    # pending-removal name: `abs(m)` (name to drop) and `m` of one instance are
+    # one series, which keeps or drops the name as at its first point.
+    src = MemorySource([series({"__name__": "m", "instance": "a"},
+                               (0, 0.2), (60, 0.8), (120, 0.3), (180, 0.9))])
+    text = "(abs(m) and on(instance) (m < 0.5)) or on(instance) (m > 0.5)"
+    got = run_range(text, src, 0, 180, 60)
+    assert [s.labels for s in got.series] == [lbl(instance="a")]
+    assert got.series[0].values.tolist() == [0.2, 0.8, 0.3, 0.9]
+    node, _, _ = compile_query(text)
+    assert node is not None
+    other = fast(node, src, 0, 180_000, 60_000)
+    assert [(s.labels, s.values.tolist()) for s in other.series] == [
+        (s.labels, s.values.tolist()) for s in got.series]
+
+
+def test_range_series_that_coincide_once_names_are_dropped_fail_where_they_overlap() -> None:
+    src = MemorySource([series({"__name__": "a", "job": "x"}, (0, 1), (60, 2)),
+                        series({"__name__": "b", "job": "x"}, (0, 3), (60, 4))])
+    with pytest.raises(EvalError, match="same labelset"):
+        run_range('abs({__name__=~"a|b"})', src, 0, 60, 60)

@@ -97,22 +97,38 @@ def _range(ev: Evaluator, node: Node, start: int, end: int, step: int) -> QueryR
         raise EvalError(f'invalid expression type "{node.type}" for range query, must be '
                         "Scalar or instant Vector")
     times = list(range(start, end + 1, step)) if step > 0 else [start]
-    points: dict[Labels, tuple[list[int], list[float]]] = {}
+    # As ``rangeEval`` assembles a range result: output series are keyed by their
+    # labels *before* names are dropped, and a series takes its drop-name flag from
+    # its first point; ``cleanupMetricLabels`` then drops the names and merges
+    # series that became equal, failing where two of them have a point at one step.
+    points: dict[Labels, tuple[bool, list[int], list[float]]] = {}
     for t in times:
         value = ev.eval(node, t)
-        pairs: list[tuple[Labels, float]]
+        samples: list[tuple[Labels, bool, float]]
         if isinstance(value, float):
-            pairs = [((), value)]
+            samples = [((), False, value)]
         else:
             assert isinstance(value, list)
-            pairs = _finish(value)
-        for labels, v in pairs:
-            entry = points.setdefault(labels, ([], []))
-            entry[0].append(t)
-            entry[1].append(v)
+            samples = [(s.labels, s.drop_name, s.value) for s in value]
+        for labels, drop, v in samples:
+            entry = points.setdefault(labels, (drop, [], []))
+            if entry[1] and entry[1][-1] == t:
+                raise EvalError("vector cannot contain metrics with the same labelset")
+            entry[1].append(t)
+            entry[2].append(v)
+    merged: dict[Labels, dict[int, float]] = {}
+    for labels, (drop, ts, vs) in points.items():
+        final = drop_metadata(labels) if drop else labels
+        at = merged.setdefault(final, {})
+        for t, v in zip(ts, vs, strict=True):
+            if t in at:
+                raise EvalError("vector cannot contain metrics with the same labelset")
+            at[t] = v
+    points_final = {labels: (sorted(at), [at[t] for t in sorted(at)])
+                    for labels, at in merged.items()}
     limit = ev.options.max_samples
-    if limit is not None and sum(len(ts) for ts, _ in points.values()) > limit:
+    if limit is not None and sum(len(ts) for ts, _ in points_final.values()) > limit:
         raise EvalError(TOO_MANY_SAMPLES)
     series = [Series(labels, np.array(ts, dtype=np.int64), np.array(vs, dtype=np.float64))
-              for labels, (ts, vs) in sorted(points.items())]
+              for labels, (ts, vs) in sorted(points_final.items())]
     return QueryResult("matrix", _steps(*times), series)
