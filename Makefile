@@ -26,12 +26,18 @@ test: install-dev lint typecheck  ## Everything CI runs: lint, types, the whole 
 test-fast:  ## The test suite without the slow tests
 	$(PYTHON) -m pytest -q -m "not slow"
 
-bench:  ## Benchmarks (they print ratios against promtool; see bench/)
+bench:  ## Benchmarks (they print ratios against promtool / Prometheus; see bench/)
 	$(PYTHON) bench/lint.py
+	$(PYTHON) bench/eval.py
 
 docs:  ## Regenerate docs/functions.md and docs/checks.md
 	$(PYTHON) -m monitoring.docgen
 
-run: install  ## The main job on the shipped rules: check them, print their evaluation graph
+HISTORY ?= var/history.duckdb
+
+run: install  ## The main job: check the shipped rules, load example history, query it
 	$(PYTHON) -m monitoring lint rules/
 	$(PYTHON) -m monitoring graph rules/
+	@mkdir -p $(dir $(HISTORY)) && rm -f $(HISTORY) $(HISTORY).wal
+	$(PYTHON) -m monitoring import examples/history.om --db $(HISTORY)
+	$(PYTHON) -m monitoring query 'sum by (job) (rate(c_total[5m]))' --db $(HISTORY) --step 15m

@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 class PeerMissing(RuntimeError):
@@ -42,13 +42,21 @@ def free_port() -> int:
         return port
 
 
-def create_blocks(openmetrics: Path, storage: Path) -> None:
-    """Backfill TSDB blocks from an OpenMetrics file with promtool."""
+def create_blocks(openmetrics: Path, storage: Path, max_block_duration: str | None = None
+                  ) -> None:
+    """Backfill TSDB blocks from an OpenMetrics file with promtool.
+
+    ``max_block_duration`` (e.g. ``"162h"``) lets promtool write blocks longer than
+    its default 2h, as a long-running server would have compacted them; start the
+    server with the same ``--storage.tsdb.max-block-duration`` so that it does not
+    compact them again in the background.
+    """
     promtool = require("promtool")
     storage.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics",
-                             str(openmetrics), str(storage)], capture_output=True, text=True,
-                            timeout=1800)
+    extra = [f"--max-block-duration={max_block_duration}"] if max_block_duration else []
+    result = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+                             *extra, str(openmetrics), str(storage)], capture_output=True,
+                            text=True, timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"promtool create-blocks-from failed: {result.stderr[-2000:]}")
 
@@ -60,6 +68,9 @@ class PrometheusServer:
     storage: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    flags: tuple[str, ...] = ()
+    """Extra command-line flags, after the defaults (a repeated flag: the last one wins)."""
+    _log: BinaryIO | None = None
 
     def __enter__(self) -> PrometheusServer:
         self.start()
@@ -79,17 +90,18 @@ class PrometheusServer:
         self.port = self.port or free_port()
         config = self.storage / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n")
-        log = open(self.storage / "prometheus.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self._log = log = open(self.storage / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={self.storage}",
              f"--web.listen-address=127.0.0.1:{self.port}",
              "--storage.tsdb.retention.time=100y", "--query.max-samples=500000000",
-             "--query.timeout=10m", "--log.level=warn"],
+             "--query.timeout=10m", "--log.level=warn", *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError("prometheus exited: "
                                    + (self.storage / "prometheus.log").read_text()[-2000:])
             try:
@@ -105,14 +117,19 @@ class PrometheusServer:
     def stop(self) -> None:
         """Stop the server by its PID (and its process group)."""
         proc = self.process
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
+            if proc is None or proc.poll() is not None:
+                return
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     def query_range(self, expr: str, start_s: float, end_s: float, step_s: float) -> Any:
         """``/api/v1/query_range``; returns the decoded ``data`` or raises with the error."""
