@@ -543,3 +543,207 @@ def test_writes_then_select_agree_with_memory_source(
             Store(Path(d) / "m.duckdb") as store:
         store.append(data)
         assert as_dict(store.select(matchers, 0, 50)) == as_dict(memory.select(matchers, 0, 50))
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def block_rows(store: Store) -> list[tuple[int, int, int, int]]:
+    """(series id, mint, maxt, n) of every block, ordered."""
+    return [tuple(r) for r in store._con.execute(
+        "SELECT series_id, mint, maxt, n FROM blocks ORDER BY series_id, mint").fetchall()]
+
+
+def head_rows(store: Store) -> int:
+    row = store._con.execute("SELECT count(*) FROM samples").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_compact_moves_the_head_into_aligned_blocks(store: Store,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "BLOCK_MS", 10)
+    a, b = lbl(name="m", i="a"), lbl(name="m", i="b")
+    store.append([(a, t, float(t)) for t in (-11, -10, -1, 0, 9, 10, 25)]
+                 + [(b, 5, 5.0)])
+    before = as_dict(store.select([], -100, 100))
+    store.compact()
+    assert head_rows(store) == 0
+    # One block per series and aligned window [10k, 10k + 9], negative times included.
+    assert block_rows(store) == [(1, -11, -11, 1), (1, -10, -1, 2), (1, 0, 9, 2),
+                                 (1, 10, 10, 1), (1, 25, 25, 1), (2, 5, 5, 1)]
+    assert as_dict(store.select([], -100, 100)) == before
+    assert store.stats().samples == 8
+    assert store.time_range() == (-11, 25)
+    # Bounds inside and at the edges of blocks.
+    for lo, hi in [(-10, -1), (-9, 0), (0, 0), (9, 10), (1, 8), (11, 24), (26, 99), (-1, -1)]:
+        want = {k: [p for p in v if lo <= p[0] <= hi] for k, v in before.items()}
+        assert as_dict(store.select([], lo, hi)) == {k: v for k, v in want.items() if v}
+
+
+def test_writes_into_compacted_windows_replace_block_samples(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "BLOCK_MS", 100)
+    a = lbl(name="m")
+    store.append([(a, t, 1.0) for t in range(0, 300, 10)])
+    store.compact()
+    store.append([(a, 50, 2.0), (a, 55, 3.0), (a, 350, 4.0)])
+    got = dict(as_dict(store.select([], 0, 1000))[a])
+    assert (got[50], got[55], got[350], got[40]) == (2.0, 3.0, 4.0, 1.0)
+    assert store.stats().samples == 32
+    assert head_rows(store) == 1  # 350 is in a window without a block
+    assert [r[1:] for r in block_rows(store)] == [(0, 90, 11), (100, 190, 10), (200, 290, 10)]
+
+
+def test_staleness_and_nan_in_blocks(store: Store) -> None:
+    a = lbl(name="m")
+    odd_nan = np.array([0x7FF8_0000_0000_1234], dtype=np.uint64).view(np.float64)[0]
+    store.append([(a, 1, 1.0), (a, 2, STALE_NAN), (a, 3, math.nan), (a, 4, -0.0),
+                  (a, 5, float(odd_nan)), (a, 6, math.inf)])
+    store.compact()
+    store.append_series(Series(a, np.array([7, 8]), np.array([STALE_NAN, -math.inf])))
+    store.compact()
+    (s,) = store.select([], 0, 10)
+    assert as_dict([s]) == {a: [(1, 1.0), (2, "stale"), (3, "nan"), (4, -0.0), (5, "nan"),
+                                (6, math.inf), (7, "stale"), (8, -math.inf)]}
+    assert math.copysign(1.0, s.values[3]) == -1.0
+    assert head_rows(store) == 0
+    s.values[0] = 9.0  # selected arrays are ordinary writable arrays
+
+
+def test_int64_extremes_in_blocks(store: Store) -> None:
+    a = lbl(name="m")
+    lo, hi = -(2**63), 2**63 - 1
+    store.append([(a, lo, 1.0), (a, lo + 1, 1.5), (a, -1, 2.0), (a, hi - 1, 2.5), (a, hi, 3.0)])
+    store.compact()
+    store.append([(a, lo, 10.0), (a, hi, 30.0)])  # into the blocks at both ends
+    assert as_dict(store.select([], lo, hi)) == {
+        a: [(lo, 10.0), (lo + 1, 1.5), (-1, 2.0), (hi - 1, 2.5), (hi, 30.0)]}
+    assert store.time_range() == (lo, hi)
+    assert head_rows(store) == 0
+
+
+def test_retention_rewrites_straddling_blocks(store: Store,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "BLOCK_MS", 100)
+    old, both = lbl(name="old"), lbl(name="both")
+    store.append([(old, t, 1.0) for t in range(0, 100, 10)]
+                 + [(both, t, 2.0) for t in range(0, 250, 10)])
+    store.compact()
+    store.append([(both, 300, 3.0)])  # a head row too
+    gone = store.drop_before(150)
+    assert (gone.samples, gone.series) == (10 + 15, 1)
+    assert [r[1:] for r in block_rows(store)] == [(150, 190, 5), (200, 240, 5)]
+    assert as_dict(store.select([], 0, 1000)) == {
+        both: [(t, 2.0) for t in range(150, 250, 10)] + [(300, 3.0)]}
+    assert store.stats().samples == 11
+    assert store.series_matching([]) == [both]
+
+
+def test_failed_write_into_blocks_leaves_the_store_as_it_was(store: Store) -> None:
+    a = lbl(name="m")
+    store.append([(a, t, 1.0) for t in range(5)])
+    store.compact()
+    rows = block_rows(store)
+
+    def samples() -> Iterator[tuple[Labels, int, float]]:
+        yield a, 2, 100.0
+        raise RuntimeError("source failed")
+
+    with pytest.raises(RuntimeError):
+        store.append(samples())
+    with pytest.raises(StoreError), store.transaction():
+        store.append([(a, 3, 100.0)])
+        store.compact()
+        with pytest.raises(ValueError):
+            store.append([((("x", "1"), ("x", "2")), 1, 1.0)])
+    assert block_rows(store) == rows
+    assert as_dict(store.select([], 0, 10)) == {a: [(t, 1.0) for t in range(5)]}
+
+
+def test_a_large_head_is_folded_into_blocks_by_writes(store: Store,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "_HEAD_LIMIT", 10)
+    monkeypatch.setattr(store_module, "BLOCK_MS", 10)
+    a = lbl(name="m")
+    store.append([(a, t, float(t)) for t in range(5)])
+    assert head_rows(store) == 5
+    store.append_arrays([a], np.zeros(20, dtype=np.int64), np.arange(5, 25), np.ones(20))
+    # The newest window [20, 29] stays in the head, where later writes land.
+    assert head_rows(store) == 5
+    assert [r[1:] for r in block_rows(store)] == [(0, 9, 10), (10, 19, 10)]
+    assert store.stats().samples == 25
+    assert len(store.select([], 0, 100)[0].ts) == 25
+    store.append([(a, 25, 2.0)])  # below the limit: no fold
+    assert head_rows(store) == 6
+
+
+def test_old_schema_is_upgraded_when_opened_for_writing(tmp_path: Path) -> None:
+    path = tmp_path / "v1.duckdb"
+    with duckdb.connect(str(path)) as con:  # a store as version 1 wrote it
+        con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+        con.execute("CREATE TABLE series (id BIGINT PRIMARY KEY, name VARCHAR,"
+                    " labels MAP(VARCHAR, VARCHAR) NOT NULL, key VARCHAR NOT NULL UNIQUE)")
+        con.execute("CREATE TABLE samples (series_id BIGINT NOT NULL, ts BIGINT NOT NULL,"
+                    " value DOUBLE)")
+        con.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('next_series_id', '2')")
+        con.execute("""INSERT INTO series VALUES (1, 'm', MAP {}, '[["__name__","m"]]')""")
+        con.execute("INSERT INTO samples VALUES (1, 1, 1.0), (1, 2, NULL)")
+    with pytest.raises(StoreError, match="version 1 must be upgraded"):
+        Store(path, read_only=True)
+    with Store(path) as s:
+        assert as_dict(s.select([], 0, 10)) == {lbl(name="m"): [(1, 1.0), (2, "stale")]}
+        s.compact()
+    with Store(path, read_only=True) as s:
+        assert as_dict(s.select([], 0, 10)) == {lbl(name="m"): [(1, 1.0), (2, "stale")]}
+        assert s.stats().samples == 2
+
+
+op_st = st.one_of(
+    st.tuples(st.just("append"),
+              st.lists(st.tuples(st.integers(0, 3), st.integers(-30, 60),
+                                 st.sampled_from([0.0, 1.5, -2.0, math.nan, STALE_NAN,
+                                                  math.inf])), max_size=25)),
+    st.tuples(st.just("compact"), st.just([])),
+    st.tuples(st.just("drop"), st.integers(-40, 70)),
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(op_st, max_size=8), window=st.tuples(st.integers(-40, 70),
+                                                          st.integers(-40, 70)))
+def test_blocks_and_head_agree_with_memory_source(
+        tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+        ops: list[tuple[str, object]], window: tuple[int, int]) -> None:
+    """Random appends, overwrites, compactions and retention, against a plain model."""
+    monkeypatch.setattr(store_module, "BLOCK_MS", 10)
+    sets = [lbl(name="m", i=str(i)) for i in range(4)]
+    model: dict[Labels, dict[int, float]] = {}  # in order of (re)creation, as ids are
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as d, \
+            Store(Path(d) / "m.duckdb") as store:
+        for op, arg in ops:
+            if op == "append":
+                assert isinstance(arg, list)
+                store.append([(sets[i], t, v) for i, t, v in arg])
+                for i, t, v in arg:
+                    model.setdefault(sets[i], {})[t] = v
+            elif op == "compact":
+                store.compact()
+            else:
+                assert isinstance(arg, int)
+                store.drop_before(arg)
+                for k in list(model):
+                    model[k] = {t: v for t, v in model[k].items() if t >= arg}
+                    if not model[k]:
+                        del model[k]
+        memory = MemorySource([Series.of(k, v.items()) for k, v in model.items()])
+        lo, hi = window
+        got, want = store.select([], lo, hi), memory.select([], lo, hi)
+        assert as_dict(got) == as_dict(want)
+        assert [s.labels for s in got] == [s.labels for s in want]
+        assert store.stats().samples == sum(len(v) for v in model.values())
+        times = [t for v in model.values() for t in v]
+        assert store.time_range() == ((min(times), max(times)) if times else None)
+        assert as_dict(list(store.iter_series(batch_samples=3))) == as_dict(
+            memory.select([], -(2**63), 2**63 - 1))
