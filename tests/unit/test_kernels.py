@@ -406,3 +406,57 @@ def test_double_exponential_smoothing_rejects_bad_factors() -> None:
     with pytest.raises(EvalError, match=r"invalid smoothing factor. Expected: 0 < sf < 1, got: "
                                         r"1.500000"):
         KERNELS["double_exponential_smoothing"](w)
+
+
+@pytest.mark.parametrize(("step", "rng", "count"), [
+    (60_000, 300_000, 50),  # range of whole steps: starts reuse earlier ends
+    (60_000, 300_000, 3),  # fewer steps than the range spans
+    (60_000, 90_000, 50),  # range not a whole number of steps
+    (15_000, 15_000, 40),
+    (0, 300_000, 5),  # every step at one time (``@``)
+])
+def test_window_bounds_match_binary_search(step: int, rng: int, count: int) -> None:
+    """Window bounds, shared edges or not, are the plain binary searches, per series."""
+    gen = np.random.default_rng(3)
+    ts_list = [np.sort(gen.choice(np.arange(0, 3_000_000, 500), size=size, replace=False))
+               .astype(np.int64) for size in (0, 1, 40, 400)]
+    vs_list = [np.ones(len(t)) for t in ts_list]
+    ends = 250_000 + step * np.arange(count, dtype=np.int64)
+    w = build_windows(ts_list, vs_list, ends, rng, ends, [])
+    offset = 0
+    for i, t in enumerate(ts_list):
+        assert w.lo[i].tolist() == (np.searchsorted(t, ends - rng, side="right")
+                                    + offset).tolist()
+        assert w.hi[i].tolist() == (np.searchsorted(t, ends, side="right") + offset).tolist()
+        offset += len(t)
+
+
+def test_reset_correction_equals_the_dense_running_sum() -> None:
+    """The sparse reset sum has the bits of a running sum over every pair, Inf included."""
+    from monitoring.engine.fast.kernels import _pair_mask, _prefix, _reset_correction
+
+    gen = np.random.default_rng(5)
+    vs_list = []
+    for _ in range(4):
+        v = np.cumsum(gen.exponential(3.0, size=300))
+        v[gen.random(300) < 0.05] = gen.uniform(-1e3, 1e3)
+        vs_list.append(v)
+    vs_list[1][10] = math.inf
+    vs_list[2][20] = -0.0
+    vs_list[2][21] = -5.0
+    ts_list = [np.arange(300, dtype=np.int64) * 1000 for _ in vs_list]
+    ends = np.arange(0, 300_000, 7_000, dtype=np.int64)
+    w = build_windows(ts_list, vs_list, ends, 60_000, ends, [])
+    got, bad = _reset_correction(w)
+    prev = np.empty_like(w.vs)
+    prev[0] = w.vs[0]
+    prev[1:] = w.vs[:-1]
+    contrib = np.where(_pair_mask(w) & (w.vs < prev), prev, 0.0)
+    fin = np.isfinite(contrib)
+    p = _prefix(np.where(fin, contrib, 0.0))
+    lo1 = np.minimum(w.lo + 1, w.hi)
+    want = p[w.hi] - p[lo1]
+    assert got.tobytes() == want.tobytes()
+    badp = _prefix((~fin).astype(np.int64))
+    assert bad is not None
+    assert bad.tolist() == ((badp[w.hi] - badp[lo1]) > 0).tolist()

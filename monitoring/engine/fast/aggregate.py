@@ -224,9 +224,18 @@ Reducer = Callable[[Vector, _Groups], tuple[FloatMatrix, BoolArray]]
 
 
 def _segments(vec: Vector, groups: _Groups, fill: float) -> tuple[FloatMatrix, BoolArray]:
-    vals = np.where(vec.present, vec.values, fill)[groups.order]
-    pres = vec.present[groups.order]
-    return vals, pres
+    """Values (``fill`` where absent) and presence with rows sorted by group (read-only).
+
+    The full matrices are only copied when needed: not at all when every cell is
+    present and the rows already come in group order (as after ``by`` labels that
+    sort like the series).
+    """
+    present = vec.present
+    vals = vec.values if present.all() else np.where(present, vec.values, fill)
+    order = groups.order
+    if len(order) and not np.array_equal(order, np.arange(len(order))):
+        return vals[order], present[order]
+    return vals, present
 
 
 def _count(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:

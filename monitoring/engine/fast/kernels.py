@@ -63,7 +63,7 @@ class Windows:
 
 def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: TimeArray,
                   range_ms: int, step_times: TimeArray, params: list[FloatArray]) -> Windows:
-    """Concatenate a batch of series and find every window with ``searchsorted``."""
+    """Concatenate a batch of series and find every window's sample range."""
     lens = np.fromiter((len(t) for t in ts_list), dtype=np.int64, count=len(ts_list))
     first = np.zeros(len(ts_list), dtype=np.int64)
     if len(lens) > 1:
@@ -73,16 +73,40 @@ def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: Tim
     else:
         ts = np.concatenate(ts_list) if ts_list else np.zeros(0, dtype=np.int64)
         vs = np.concatenate(vs_list) if vs_list else np.zeros(0)
-    starts = ends - range_ms
     lo = np.empty((len(ts_list), len(ends)), dtype=np.int64)
     hi = np.empty_like(lo)
+    # Evenly spaced windows whose range is a whole number of steps start where an
+    # earlier window ends: those starts need no search of their own.
+    shift = _shared_edges(ends, range_ms)
+    starts = ends[:shift] - range_ms
     for i, t in enumerate(ts_list):
-        lo[i] = np.searchsorted(t, starts, side="right")
-        hi[i] = np.searchsorted(t, ends, side="right")
+        row_hi = hi[i]
+        row_hi[:] = np.searchsorted(t, ends, side="right")
+        row_lo = lo[i]
+        row_lo[:shift] = np.searchsorted(t, starts, side="right")
+        row_lo[shift:] = row_hi[:len(ends) - shift]
         if first[i]:
-            lo[i] += first[i]
-            hi[i] += first[i]
+            row_lo += first[i]
+            row_hi += first[i]
     return Windows(ts, vs, first, lo, hi, ends, step_times, range_ms, params)
+
+
+def _shared_edges(ends: TimeArray, range_ms: int) -> int:
+    """How many leading windows need their start searched.
+
+    ``r`` when every window from the ``r``-th on starts exactly where the window
+    ``r`` steps earlier ends (evenly spaced ends, a range of ``r`` steps), else all.
+    """
+    count = len(ends)
+    if count < 2:
+        return count
+    step = int(ends[1] - ends[0])
+    if step <= 0 or range_ms % step or range_ms // step >= count:
+        return count
+    r = range_ms // step
+    if not np.array_equal(ends[r:] - range_ms, ends[:count - r]):
+        return count
+    return r
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -141,7 +165,12 @@ def _dd_prefix(v: FloatArray) -> tuple[FloatArray, FloatArray]:
 
 
 def _dd_window(c: FloatArray, ce: FloatArray, lo: IndexArray, hi: IndexArray) -> FloatMatrix:
-    out: FloatMatrix = (c[hi] - c[lo]) + (ce[hi] - ce[lo])
+    """``(c[hi] - c[lo]) + (ce[hi] - ce[lo])``, in the gathered buffers."""
+    out: FloatMatrix = c[hi]
+    out -= c[lo]
+    err = ce[hi]
+    err -= ce[lo]
+    out += err
     return out
 
 
@@ -157,10 +186,14 @@ def _finite_view(w: Windows) -> tuple[FloatArray, IndexArray | None]:
     """Values with non-finite ones zeroed, and a prefix count of non-finite (or None)."""
     cached = w.cache.get("finite")
     if cached is None:
-        fin = np.isfinite(w.vs)
-        if fin.all():
+        # One fast reduction settles the usual case: a non-finite value makes the sum
+        # non-finite (a finite sum means every value is finite).
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite = bool(np.isfinite(np.sum(w.vs)))
+        if finite or np.isfinite(w.vs).all():
             cached = (w.vs, None)
         else:
+            fin = np.isfinite(w.vs)
             cached = (np.where(fin, w.vs, 0.0), _prefix((~fin).astype(np.int64)))
         w.cache["finite"] = cached
     assert isinstance(cached, tuple)
@@ -175,21 +208,33 @@ def _nonfinite_in(w: Windows, lo: IndexArray, hi: IndexArray) -> BoolArray | Non
     return out
 
 
-def _window_sums(w: Windows) -> tuple[FloatMatrix, BoolArray]:
-    """Sum of every window (fast path) and which windows need the exact sequential sum."""
+def _window_sums(w: Windows, ok: BoolArray,
+                 mean_of: IndexArray | None = None) -> tuple[FloatMatrix, BoolArray]:
+    """Sum (or mean) of every window (fast path), and the windows to compute exactly.
+
+    With the counts ``mean_of``, the mean. The flagged windows are non-empty ones
+    (``ok``) that need Prometheus's exact sequential computation. A non-finite
+    mean comes from a non-finite sum or from an overflow: either way the window is
+    flagged, so one check on the final value covers both.
+    """
     clean, _ = _finite_view(w)
     c, ce = _dd_prefix(clean)
     total = _dd_window(c, ce, w.lo, w.hi)
-    exact = np.zeros(w.lo.shape, dtype=bool)
-    bad = _nonfinite_in(w, w.lo, w.hi)
-    if bad is not None:
-        exact |= bad
+    exact = _nonfinite_in(w, w.lo, w.hi)
     if len(clean) and clean.min() < 0:
         a = _prefix(np.abs(clean))
         mag = a[w.hi] - a[w.lo]
-        exact |= (mag > 0) & (np.abs(total) * CANCELLATION <= mag)
-    exact |= ~np.isfinite(total)
-    exact &= w.hi > w.lo
+        cancel = (mag > 0) & (np.abs(total) * CANCELLATION <= mag)
+        exact = cancel if exact is None else exact | cancel
+    if mean_of is not None:
+        with np.errstate(all="ignore"):
+            total /= mean_of
+    finite = np.isfinite(total)
+    if exact is None:
+        exact = np.logical_not(finite, out=finite)
+    else:
+        exact |= ~finite
+    exact &= ok
     return total, exact
 
 
@@ -299,7 +344,7 @@ def k_ts_first(w: Windows) -> Result:
 def k_sum(w: Windows) -> Result:
     """Kernel of ``sum_over_time``: double-double prefix sums, exact where needed."""
     ok = w.hi > w.lo
-    total, exact = _window_sums(w)
+    total, exact = _window_sums(w, ok)
     if exact.any():
         total[exact] = exact_sum(w.vs, w.lo[exact], w.hi[exact])
     return total, ok
@@ -309,10 +354,7 @@ def k_avg(w: Windows) -> Result:
     """Kernel of ``avg_over_time``."""
     n = w.count
     ok = n > 0
-    total, exact = _window_sums(w)
-    with np.errstate(all="ignore"):
-        mean = total / n
-    exact |= ok & ~np.isfinite(mean)
+    mean, exact = _window_sums(w, ok, n)
     if exact.any():
         mean[exact] = exact_mean(w.vs, w.lo[exact], w.hi[exact])
     return mean, ok
@@ -358,17 +400,48 @@ def k_min(w: Windows) -> Result:
 
 
 def _reset_correction(w: Windows) -> tuple[FloatMatrix, BoolArray | None]:
-    """Per window, the sum of the values before each counter reset inside it."""
-    prev = _prev(w.vs)
-    contrib = np.where(_pair_mask(w) & (w.vs < prev), prev, 0.0)
-    fin = np.isfinite(contrib)
+    """Per window, the sum of the values before each counter reset inside it.
+
+    Resets are rare, so the running sum is built from the reset samples only (in
+    sample order, from the same leading 0.0 as a running sum over every pair,
+    whose zero terms change nothing): one comparison over the samples instead of
+    several full-length temporaries and a float running sum over all of them.
+    """
+    vs = w.vs
+    pos = np.flatnonzero(vs[1:] < vs[:-1])
+    pos += 1
+    pos = pos[_pair_mask(w)[pos]]
+    vals = vs[pos - 1]
+    fin = np.isfinite(vals)
     bad = None
     if not fin.all():
-        badp = _prefix((~fin).astype(np.int64))
         lo1 = np.minimum(w.lo + 1, w.hi)
+        badp = _sparse_prefix(len(vs), pos, (~fin).astype(np.int64))
         bad = (badp[w.hi] - badp[lo1]) > 0
-        contrib = np.where(fin, contrib, 0.0)
-    return _pair_sum(w, contrib), bad
+        vals = np.where(fin, vals, 0.0)
+    if not len(pos):
+        return np.zeros(w.lo.shape), bad
+    return _pair_sum_of(w, _sparse_prefix(len(vs), pos, vals)), bad
+
+
+def _sparse_prefix(length: int, pos: IndexArray, vals: np.ndarray) -> np.ndarray:
+    """:func:`_prefix` of a mostly zero array, from its non-zero entries.
+
+    The array has length ``length`` and ``vals`` at the ascending positions ``pos``;
+    the result has the same rounding as the dense running sum.
+    """
+    head = np.zeros(1, dtype=vals.dtype)
+    sums = np.cumsum(np.concatenate([head, vals]))
+    counts = np.diff(np.concatenate([[-1], pos, [length]]))
+    out: np.ndarray = np.repeat(sums, counts)
+    return out
+
+
+def _pair_sum_of(w: Windows, p: np.ndarray) -> np.ndarray:
+    """Per window, ``p[hi] - p[lo + 1]`` (pairs inside the window) from a prefix ``p``."""
+    lo1 = np.minimum(w.lo + 1, w.hi)
+    out: np.ndarray = p[w.hi] - p[lo1]
+    return out
 
 
 def _exact_resets(w: Windows, lo: IndexArray, hi: IndexArray) -> FloatArray:
@@ -386,41 +459,56 @@ def _exact_resets(w: Windows, lo: IndexArray, hi: IndexArray) -> FloatArray:
 
 
 def extrapolated_rate(w: Windows, is_counter: bool, is_rate: bool) -> Result:
-    """Rate, increase or delta with Prometheus's extrapolation to the window edges."""
+    """Rate, increase or delta with Prometheus's extrapolation to the window edges.
+
+    Every operation works on ``[series x steps]`` matrices, so they reuse their
+    buffers (``out=``, ``copyto(where=)``) rather than allocating one per step of
+    the formula; the arithmetic and its order are Prometheus's.
+    """
     n = w.count
     ok = n >= 2
     if not ok.any() or not len(w.vs):
         return np.zeros(n.shape), ok
-    last = np.maximum(w.hi - 1, 0)
+    last = w.hi - 1
+    np.maximum(last, 0, out=last)
     first = np.minimum(w.lo, len(w.vs) - 1)
     f_first = w.vs[first]
-    result = w.vs[last] - f_first
+    result = w.vs[last]
+    result -= f_first
     if is_counter:
         corr, bad = _reset_correction(w)
         if bad is not None and (bad & ok).any():
             sel = bad & ok
             corr[sel] = _exact_resets(w, w.lo[sel], w.hi[sel])
-        result = result + corr
+        result += corr
     t_first = w.ts[first]
     t_last = w.ts[last]
-    range_start = (w.ends - w.range_ms)[None, :]
-    range_end = w.ends[None, :]
     with np.errstate(all="ignore"):
-        to_start = (t_first - range_start) / 1000.0
-        to_end = (range_end - t_last) / 1000.0
-        sampled = (t_last - t_first) / 1000.0
-        avg = sampled / (n - 1)
+        to_start = np.true_divide(t_first - (w.ends - w.range_ms)[None, :], 1000.0)
+        to_end = np.true_divide(w.ends[None, :] - t_last, 1000.0)
+        t_last -= t_first
+        sampled = np.true_divide(t_last, 1000.0)
+        n -= 1
+        avg = sampled / n
         threshold = avg * 1.1
-        to_start = np.where(to_start >= threshold, avg / 2, to_start)
+        avg /= 2
+        np.copyto(to_start, avg, where=to_start >= threshold)
         if is_counter:
-            to_zero = np.where((result > 0) & (f_first >= 0), sampled * (f_first / result),
-                               to_start)
-            to_start = np.where(to_zero < to_start, to_zero, to_start)
-        to_end = np.where(to_end >= threshold, avg / 2, to_end)
-        factor = (sampled + to_start + to_end) / sampled
+            # Prometheus: the extrapolation below zero stops at the counter's zero point.
+            to_zero = f_first / result
+            to_zero *= sampled
+            cond = result > 0
+            cond &= f_first >= 0
+            cond &= to_zero < to_start
+            np.copyto(to_start, to_zero, where=cond)
+        np.copyto(to_end, avg, where=to_end >= threshold)
+        factor = to_start
+        factor += sampled
+        factor += to_end
+        factor /= sampled
         if is_rate:
-            factor = factor / (w.range_ms / 1000.0)
-        result = result * factor
+            factor /= w.range_ms / 1000.0
+        result *= factor
     return result, ok
 
 
@@ -484,7 +572,11 @@ def k_resets(w: Windows) -> Result:
 
 
 def _regression_sums(w: Windows) -> tuple[FloatMatrix, ...]:
-    """n, Σx, Σx², Σy, Σxy per window with x = (t - t_first_of_window) / 1000."""
+    """n, Σx, Σx², Σy, Σxy per window with x = (t - t_first_of_window) / 1000.
+
+    The integer window sums are taken once and reused, and the ``[series x steps]``
+    arithmetic runs in place: this is per window, and windows outnumber samples.
+    """
     n = w.count
     clean, _ = _finite_view(w)
     # Times relative to the batch's first sample: small enough for exact float64 products,
@@ -493,16 +585,24 @@ def _regression_sums(w: Windows) -> tuple[FloatMatrix, ...]:
     lo_c = np.minimum(w.lo, max(len(u) - 1, 0))
     u0 = u[lo_c] if len(u) else np.zeros(n.shape, dtype=np.int64)
     p1 = _prefix(u)
-    s1 = p1[w.hi] - p1[w.lo] - n * u0
+    d1 = p1[w.hi]
+    d1 -= p1[w.lo]
     longest = int(n.max()) if n.size else 0
     if longest * float(w.range_ms) ** 2 < 2.0 ** 62:
-        uu = u.astype(np.uint64)
+        # Exact in integers modulo 2^64 (the true value fits in 63 bits).
+        uu = u.view(np.uint64)
         p2 = _prefix(uu * uu)
-        u0u = u0.astype(np.uint64)
-        nu = n.astype(np.uint64)
-        s1u = (p1[w.hi] - p1[w.lo]).astype(np.uint64)
-        s2 = (p2[w.hi] - p2[w.lo]) - np.uint64(2) * u0u * s1u + nu * u0u * u0u
-        sxx = s2.view(np.int64).astype(np.float64) / 1e6
+        u0u = u0.view(np.uint64)
+        s2 = p2[w.hi]
+        s2 -= p2[w.lo]
+        t = np.multiply(u0u, d1.view(np.uint64))
+        t *= np.uint64(2)
+        s2 -= t
+        np.multiply(n.view(np.uint64), u0u, out=t)
+        t *= u0u
+        s2 += t
+        sxx = s2.view(np.int64).astype(np.float64)
+        sxx /= 1e6
     else:
         xs = u.astype(np.float64) / 1000.0
         c2, ce2 = _dd_prefix(xs * xs)
@@ -510,20 +610,34 @@ def _regression_sums(w: Windows) -> tuple[FloatMatrix, ...]:
         x0 = u0 / 1000.0
         sxx = _dd_window(c2, ce2, w.lo, w.hi) - 2 * x0 * _dd_window(cx, cex, w.lo, w.hi) \
             + n * x0 * x0
+    s1 = n * u0
+    np.subtract(d1, s1, out=s1)
     sx = s1 / 1000.0
     cy, cey = _dd_prefix(clean)
     sy = _dd_window(cy, cey, w.lo, w.hi)
-    cuy, ceuy = _dd_prefix(u.astype(np.float64) * clean)
-    suy = _dd_window(cuy, ceuy, w.lo, w.hi)
-    sxy = (suy - u0 * sy) / 1000.0
+    uy = u.astype(np.float64)
+    uy *= clean
+    cuy, ceuy = _dd_prefix(uy)
+    sxy = _dd_window(cuy, ceuy, w.lo, w.hi)
+    uys = u0 * sy
+    sxy -= uys
+    sxy /= 1000.0
     return n.astype(np.float64), sx, sxx, sy, sxy
 
 
-def _const_windows(w: Windows) -> BoolArray:
-    """Windows whose values all equal the first (NaN never equals anything)."""
-    prev = _prev(w.vs)
-    differs = ((w.vs != prev) | np.isnan(w.vs)) & _pair_mask(w)
-    out: BoolArray = _pair_sum(w, differs.astype(np.int64)) == 0
+def _const_windows(w: Windows, sel: BoolArray) -> BoolArray:
+    """Of the windows ``sel``, those whose values all equal the first.
+
+    NaN never equals anything: ``NaN != x`` holds for every x, NaN included.
+    """
+    differs = w.vs[1:] != w.vs[:-1]
+    differs &= _pair_mask(w)[1:]
+    p = np.zeros(len(w.vs) + 1, dtype=np.int64)
+    np.cumsum(differs, out=p[2:])
+    hi = w.hi[sel]
+    lo1 = np.minimum(w.lo[sel] + 1, hi)
+    out = np.zeros(sel.shape, dtype=bool)
+    out[sel] = p[hi] == p[lo1]
     return out
 
 
@@ -553,8 +667,12 @@ def _exact_regression(w: Windows, lo: IndexArray, hi: IndexArray,
     return out_s, out_i
 
 
-def _regression(w: Windows, at_step: bool) -> tuple[FloatMatrix, FloatMatrix, BoolArray]:
-    """Slope and intercept (at the window's first sample, or at the step time)."""
+def _regression(w: Windows, at_step: bool, need_intercept: bool = True
+                ) -> tuple[FloatMatrix, FloatMatrix | None, BoolArray]:
+    """Slope and intercept (at the window's first sample, or at the step time).
+
+    The intercept is None unless ``need_intercept``: ``deriv`` has no use for it.
+    """
     n = w.count
     ok = n >= 2
     shape = n.shape
@@ -562,43 +680,64 @@ def _regression(w: Windows, at_step: bool) -> tuple[FloatMatrix, FloatMatrix, Bo
         return np.zeros(shape), np.zeros(shape), ok
     nf, sx, sxx, sy, sxy = _regression_sums(w)
     first = np.minimum(w.lo, len(w.ts) - 1)
-    t0 = w.ts[first]
     if at_step:
-        d = (t0 - w.step_times[None, :]) / 1000.0
+        d = (w.ts[first] - w.step_times[None, :]) / 1000.0
         sxy = sxy + d * sy
         sxx = sxx + 2 * d * sx + nf * d * d
         sx = sx + nf * d
+    intercept: FloatMatrix | None = None
     with np.errstate(all="ignore"):
-        cov = sxy - sx * sy / nf
-        var = sxx - sx * sx / nf
+        sxy_n = sx * sy
+        sxy_n /= nf
+        cov = sxy - sxy_n
+        var = sx * sx
+        var /= nf
+        np.subtract(sxx, var, out=var)
         slope = cov / var
-        intercept = sy / nf - slope * sx / nf
-    init = w.vs[first]
-    # Constant windows get Prometheus's exact 0 slope. Only windows whose covariance is
-    # (numerically) zero can be constant, so the full scan runs only when there are some.
-    with np.errstate(all="ignore"):
-        maybe = ok & ~(np.abs(cov) > 1e-9 * (np.abs(sxy) + np.abs(sx * sy / nf)))
-    const = _const_windows(w) & ok if maybe.any() else np.zeros(shape, dtype=bool)
-    slope = np.where(const, np.where(np.isinf(init), np.nan, 0.0), slope)
-    intercept = np.where(const, np.where(np.isinf(init), np.nan, init), intercept)
+        if need_intercept:
+            intercept = sy / nf - slope * sx / nf
+        # Constant windows get Prometheus's exact 0 slope. Only windows whose covariance
+        # is (numerically) zero can be constant, so only those are scanned.
+        limit = np.abs(sxy)
+        limit += np.abs(sxy_n)
+        limit *= 1e-9
+        maybe = np.abs(cov) > limit
+    np.logical_not(maybe, out=maybe)
+    maybe &= ok
+    const = None
+    if maybe.any():
+        const = _const_windows(w, maybe)
+        if const.any():
+            init = w.vs[first]
+            inf = np.isinf(init)
+            slope = np.where(const, np.where(inf, np.nan, 0.0), slope)
+            if intercept is not None:
+                intercept = np.where(const, np.where(inf, np.nan, init), intercept)
     bad = _nonfinite_in(w, w.lo, w.hi)
     if bad is not None:
-        sel = bad & ok & ~const
+        sel = bad & ok
+        if const is not None:
+            sel &= ~const
         if sel.any():
-            icpt = np.broadcast_to(w.step_times[None, :], shape)[sel] if at_step else t0[sel]
-            slope[sel], intercept[sel] = _exact_regression(w, w.lo[sel], w.hi[sel], icpt)
+            icpt = (np.broadcast_to(w.step_times[None, :], shape)[sel] if at_step
+                    else w.ts[first[sel]])
+            s_sel, i_sel = _exact_regression(w, w.lo[sel], w.hi[sel], icpt)
+            slope[sel] = s_sel
+            if intercept is not None:
+                intercept[sel] = i_sel
     return slope, intercept, ok
 
 
 def k_deriv(w: Windows) -> Result:
     """Kernel of ``deriv``: the least-squares slope per second."""
-    slope, _, ok = _regression(w, False)
+    slope, _, ok = _regression(w, False, need_intercept=False)
     return slope, ok
 
 
 def k_predict_linear(w: Windows) -> Result:
     """predict_linear(v, t): the regression line's value t seconds after the step."""
     slope, intercept, ok = _regression(w, True)
+    assert intercept is not None
     duration = w.params[0][None, :]
     return slope * duration + intercept, ok
 

@@ -60,7 +60,7 @@ def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
                           data.range_ms, step_times, params)
         with np.errstate(all="ignore"):
             vals, ok = kernel(w)
-        values[start:stop] = np.where(ok, vals, 0.0)
+        np.copyto(values[start:stop], vals, where=ok)  # zero where absent
         present[start:stop] = ok
     # As in Prometheus, the flag depends on the function only: a subquery argument's
     # own pending name removal is not carried through.

@@ -81,6 +81,13 @@ def _prepare(series: Sequence[Series]) -> list[RawSeries]:
     for s in sorted(series, key=lambda s: s.labels):
         ts = np.asarray(s.ts, dtype=np.int64)
         vs = np.asarray(s.values, dtype=np.float64)
+        # A staleness marker is a NaN, and any NaN makes the (fast, SIMD) sum NaN: most
+        # series need no element-wise check at all.
+        with np.errstate(invalid="ignore", over="ignore"):
+            clean = not np.isnan(np.sum(vs))
+        if clean:
+            out.append(RawSeries(s.labels, ts, vs, None))
+            continue
         stale = stale_mask(vs)
         out.append(RawSeries(s.labels, ts, vs, stale if stale.any() else None))
     return out
@@ -113,19 +120,22 @@ def instant_lookup(
     stamps = np.empty((n, steps), dtype=np.int64) if want_ts else None
     floor = times - lookback_ms
     for i, s in enumerate(series):
+        row_ok = present[i]
         if len(s.ts) == 0:
-            present[i] = False
+            row_ok[:] = False
             values[i] = 0.0
             continue
-        idx = np.searchsorted(s.ts, times, side="right") - 1
+        # Samples at or before each time; the newest of them is at ``count - 1``.
+        count = np.searchsorted(s.ts, times, side="right")
+        idx = np.subtract(count, 1, out=count)
+        found = idx >= 0
         np.maximum(idx, 0, out=idx)
         t = s.ts[idx]
-        ok = t <= times
-        ok &= t > floor
+        np.greater(t, floor, out=row_ok)
+        row_ok &= found
         if s.stale is not None:
-            ok &= ~s.stale[idx]
-        present[i] = ok
-        values[i] = s.values[idx]
+            row_ok &= ~s.stale[idx]
+        np.take(s.values, idx, out=values[i])
         if stamps is not None:
             stamps[i] = t
     return values, present, stamps
