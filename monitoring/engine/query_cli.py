@@ -24,10 +24,10 @@ import json
 import math
 import re
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from monitoring.engine.gocompat import format_f
 from monitoring.engine.model import Labels, QueryResult, Series, format_labels
 from monitoring.engine.timeparse import (
     TimeFormatError,
@@ -202,14 +202,7 @@ def render(result: QueryResult, instant: bool, fmt: str) -> str:
 
 def format_value(v: float) -> str:
     """A float as Prometheus's API writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    text = format(Decimal(repr(v)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    return format_f(v)
 
 
 def format_seconds(ms: int) -> str:
