@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitoring.engine.fast import ranges
 from monitoring.engine.fast.kernels import KERNELS, build_windows
 from monitoring.engine.model import EvalError
 
@@ -460,3 +461,25 @@ def test_reset_correction_equals_the_dense_running_sum() -> None:
     badp = _prefix((~fin).astype(np.int64))
     assert bad is not None
     assert bad.tolist() == ((badp[w.hi] - badp[lo1]) > 0).tolist()
+
+
+@pytest.mark.parametrize("func", ["rate", "avg_over_time", "deriv", "quantile_over_time"])
+def test_kernel_batches_in_threads_give_the_sequential_result(
+        func: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    steps = 500
+    n = 40  # several batches: BATCH_CELLS // steps series each
+    ts = [np.sort(rng.choice(np.arange(0, 600_000), size=300, replace=False)).astype(np.int64)
+          for _ in range(n)]
+    vs = [np.cumsum(rng.exponential(1.0, size=300)) for _ in range(n)]
+    ends = np.arange(steps, dtype=np.int64) * 1_200 + 60_000
+    data = ranges.RangeInput([(("i", str(i)),) for i in range(n)], ts, vs, [True] * n, ends,
+                             60_000)
+    params = [np.full(steps, 0.9)] if func == "quantile_over_time" else []
+    monkeypatch.setattr(ranges, "BATCH_CELLS", steps * 3)
+    monkeypatch.setattr(ranges, "WORKERS", 1)
+    one = ranges.apply_kernel(func, data, ends, params)
+    monkeypatch.setattr(ranges, "WORKERS", 2)
+    many = ranges.apply_kernel(func, data, ends, params)
+    assert np.array_equal(one.present, many.present)
+    assert np.array_equal(one.values, many.values, equal_nan=True)
