@@ -13,16 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from monitoring.engine.promqltest import (
-    FileReport,
-    Outcome,
-    TestFormatError,
-    evaluator_by_name,
-    load_test_file,
-    run_script,
-)
+if TYPE_CHECKING:
+    from monitoring.engine.promqltest import FileReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -47,6 +41,13 @@ def add_parsers(sub: Any) -> None:
 
 def cmd_conformance(args: argparse.Namespace) -> int:
     """Run the files and print the report."""
+    from monitoring.engine.promqltest import (
+        TestFormatError,
+        evaluator_by_name,
+        load_test_file,
+        run_script,
+    )
+
     out: TextIO = sys.stdout
     try:
         evaluate = evaluator_by_name(args.engine)
@@ -83,6 +84,8 @@ def cmd_conformance(args: argparse.Namespace) -> int:
 
 def print_report(report: FileReport, out: TextIO, *, verbose: bool) -> None:
     """One file: its counts, its failures, then why blocks were unsupported."""
+    from monitoring.engine.promqltest import Outcome
+
     print(f"{report.name}: {report.summary()}", file=out)
     for b in report.blocks:
         if b.outcome is Outcome.FAILED:

@@ -13,8 +13,10 @@ import math
 import re
 import struct
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from monitoring.engine.model import Labels
+if TYPE_CHECKING:
+    from monitoring.engine.model import Labels
 
 
 def format_f(value: float) -> str:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from monitoring.engine.gocompat import format_f
-from monitoring.engine.model import Labels, QueryResult, Series, format_labels
 from monitoring.engine.timeparse import (
     TimeFormatError,
     format_time,
@@ -38,6 +37,7 @@ from monitoring.engine.timeparse import (
 
 if TYPE_CHECKING:
     from monitoring.dsl.ir import Node
+    from monitoring.engine.model import Labels, QueryResult, Series
     from monitoring.engine.query import Evaluator, QueryOptions
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
@@ -301,6 +301,8 @@ def _string(text: str) -> str:
 
 
 def _name(labels: Labels) -> str:
+    from monitoring.engine.model import format_labels
+
     return format_labels(labels) if labels else "{}"
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from monitoring.dsl import ir
 from monitoring.dsl.compiler import compile_query
-from monitoring.engine import conformance_cli
+from monitoring.engine import promqltest
 from monitoring.engine.model import (
     STALE_NAN,
     EvalError,
@@ -610,7 +610,7 @@ def test_compile_query_positions() -> None:
 
 def test_conformance_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(conformance_cli, "evaluator_by_name", lambda name: StandIn())
+    monkeypatch.setattr(promqltest, "evaluator_by_name", lambda name: StandIn())
     good = tmp_path / "good.test"
     good.write_text(LOAD + "\neval instant at 2m m\n  m{a=\"1\"} 3\n  m{a=\"2\"} 30\n\n"
                     "eval instant at 0 sort_by_label(m, \"a\")\n")
