@@ -1,9 +1,10 @@
 """Go library behaviours that Prometheus's answers depend on, shared by both evaluators.
 
 These are not query semantics but bit-exact details of Go libraries that
-results expose: the xxHash64 of a label set (``limit_ratio`` picks series by
-it), ``strconv.FormatFloat(v, 'f', -1, 64)`` (``count_values`` label values,
-API output) and the natural order of ``sort_by_label``. They are written once
+results expose: ``Labels.String()`` in error messages, the xxHash64 of a
+label set (``limit_ratio`` picks series by it), ``strconv.FormatFloat(v, 'f',
+-1, 64)`` (``count_values`` label values, API output) and the natural order of
+``sort_by_label``. They are written once
 here so that the evaluators cannot disagree about them.
 """
 
@@ -14,6 +15,8 @@ import re
 import struct
 from decimal import Decimal
 from typing import TYPE_CHECKING
+
+from monitoring.dsl.lexical import is_label_name, quote
 
 if TYPE_CHECKING:
     from monitoring.engine.model import Labels
@@ -29,6 +32,15 @@ def format_f(value: float) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def labels_string(labels: Labels) -> str:
+    """``labels.Labels.String()``: ``{__name__="x", a="b"}``, names quoted unless legacy."""
+    parts = []
+    for k, v in labels:
+        name = k if is_label_name(k) else quote(k)
+        parts.append(f"{name}={quote(v)}")
+    return "{" + ", ".join(parts) + "}"
 
 
 _CHUNK = re.compile(r"[0-9]+|[^0-9]+")

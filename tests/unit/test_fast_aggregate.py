@@ -11,7 +11,6 @@ transcription of the same Go code.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -25,27 +24,12 @@ from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.labels import format_go_float, labels_hash
 from monitoring.engine.fast.values import Grid, Scalar, String, Value, Vector
 from monitoring.engine.model import EvalError, Labels
+from tests.support.vectors import Cell, lab, vec
 
 NAN = math.nan
 INF = math.inf
-Cell = float | None  # None: no sample at this step
 
 
-def lab(name: str | None = None, **labels: str) -> Labels:
-    pairs = dict(labels)
-    if name is not None:
-        pairs["__name__"] = name
-    return tuple(sorted(pairs.items()))
-
-
-def vec(rows: Sequence[tuple[Labels, Sequence[Cell]]], drop: Sequence[bool] = ()) -> Vector:
-    steps = len(rows[0][1]) if rows else 1
-    values = np.array([[0.0 if c is None else c for c in cells] for _, cells in rows],
-                      dtype=np.float64).reshape(len(rows), steps)
-    present = np.array([[c is not None for c in cells] for _, cells in rows],
-                       dtype=bool).reshape(len(rows), steps)
-    flags = np.array(list(drop) if drop else [False] * len(rows), dtype=bool)
-    return Vector([r[0] for r in rows], values, present, flags)
 
 
 def node(text: str) -> ir.Aggregate:

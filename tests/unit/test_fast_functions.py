@@ -25,27 +25,12 @@ from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels, expand_template
 from monitoring.engine.fast.values import Grid, Scalar, String, Value, Vector
 from monitoring.engine.model import EvalError, Labels
+from tests.support.vectors import Cell, lab, vec
 
 NAN = math.nan
 INF = math.inf
-Cell = float | None
 
 
-def lab(name: str | None = None, **labels: str) -> Labels:
-    pairs = dict(labels)
-    if name is not None:
-        pairs["__name__"] = name
-    return tuple(sorted(pairs.items()))
-
-
-def vec(rows: Sequence[tuple[Labels, Sequence[Cell]]], drop: Sequence[bool] = ()) -> Vector:
-    steps = len(rows[0][1]) if rows else 1
-    values = np.array([[0.0 if c is None else c for c in cells] for _, cells in rows],
-                      dtype=np.float64).reshape(len(rows), steps)
-    present = np.array([[c is not None for c in cells] for _, cells in rows],
-                       dtype=bool).reshape(len(rows), steps)
-    flags = np.array(list(drop) if drop else [False] * len(rows), dtype=bool)
-    return Vector([r[0] for r in rows], values, present, flags)
 
 
 def scalar(*values: float) -> Scalar:

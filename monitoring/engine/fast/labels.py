@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from monitoring.dsl.lexical import is_label_name, quote
 from monitoring.engine.gocompat import format_f
 from monitoring.engine.gocompat import labels_hash as labels_hash
+from monitoring.engine.gocompat import labels_string as labels_string
 from monitoring.engine.gocompat import natural_less as natural_less
 from monitoring.engine.model import METRIC_NAME, Labels
 
@@ -58,15 +58,6 @@ def get_label(labels: Labels, name: str) -> str:
 def drop_metadata(labels: Labels) -> Labels:
     """Without ``__name__`` (and the other metadata labels)."""
     return tuple(p for p in labels if p[0] not in METADATA_LABELS)
-
-
-def labels_string(labels: Labels) -> str:
-    """``{__name__="x", a="b"}`` as Prometheus's ``Labels.String()`` prints a set."""
-    parts = []
-    for k, v in labels:
-        name = k if is_label_name(k) else quote(k)
-        parts.append(f"{name}={quote(v)}")
-    return "{" + ", ".join(parts) + "}"
 
 
 def valid_label_name(name: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+from monitoring.dsl.lexical import quote
 from monitoring.engine.gocompat import format_f as format_f
 from monitoring.engine.gocompat import labels_hash as labels_hash
 from monitoring.engine.gocompat import xxhash64 as xxhash64
@@ -92,29 +93,8 @@ def format_g(value: float) -> str:
     return ("-" if sign else "") + out
 
 
-def go_quote(text: str) -> str:
-    r"""Go's ``strconv.Quote`` (undecodable bytes, kept as surrogates, print as ``\\xNN``)."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+go_quote = quote
+"""Go's ``strconv.Quote`` (raw bytes kept as surrogates print as ``\\xNN``)."""
 
 
 def valid_label_name(name: str) -> bool:

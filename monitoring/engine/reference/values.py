@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitoring.engine.gocompat import labels_string as labels_string
 from monitoring.engine.model import Labels
-from monitoring.engine.reference.util import go_quote
 
 METADATA_LABELS = frozenset({"__name__", "__type__", "__unit__"})
 """What ``DropReserved(schema.IsMetadataLabel)`` removes along with the name."""
@@ -68,18 +68,3 @@ def label_set(labels: Labels, name: str, value: str) -> Labels:
     if value != "":
         rest.append((name, value))
     return tuple(sorted(rest))
-
-
-def labels_string(labels: Labels) -> str:
-    """``labels.Labels.String()``: ``{__name__="x", a="b"}``."""
-    parts = []
-    for k, v in labels:
-        key = k if _legacy_name(k) else go_quote(k)
-        parts.append(f"{key}={go_quote(v)}")
-    return "{" + ", ".join(parts) + "}"
-
-
-def _legacy_name(name: str) -> bool:
-    if not name or not (name[0].isascii() and (name[0].isalpha() or name[0] == "_")):
-        return False
-    return all(c.isascii() and (c.isalnum() or c == "_") for c in name)
