@@ -17,6 +17,7 @@ removal: names are dropped when the query ends, from the rows flagged for it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels
 from monitoring.engine.fast.kernels import KERNELS
 from monitoring.engine.fast.labels import labels_string
-from monitoring.engine.fast.selectors import RawStore, instant_lookup
+from monitoring.engine.fast.selectors import RawSeries, RawStore, instant_lookup
 from monitoring.engine.fast.values import (
     BoolArray,
     FloatMatrix,
@@ -38,6 +39,7 @@ from monitoring.engine.fast.values import (
     String,
     Value,
     Vector,
+    concat,
     merge_same_labels,
 )
 from monitoring.engine.model import (
@@ -381,16 +383,9 @@ class _Run:
                 return ranges.RangeInput([], [], [], [], ends, arg.range_ms)
             raw = self.store.get(sel.matchers, int(ends.min()) - arg.range_ms + 1,
                                  int(ends.max()))
-            labels, ts_list, vs_list = [], [], []
-            for s in raw:
-                ts, vs = s.clean()
-                if len(ts):
-                    labels.append(s.labels)
-                    ts_list.append(ts)
-                    vs_list.append(vs)
-            self.count_samples(sum(len(t) for t in ts_list))
-            return ranges.RangeInput(labels, ts_list, vs_list, [False] * len(labels), ends,
-                                     arg.range_ms)
+            data = _selector_input(raw, ends, arg.range_ms)
+            self.count_samples(sum(len(t) for t in data.ts))
+            return data
         assert isinstance(arg, ir.Subquery)
         ends = _eval_times(grid, self.at_ms(arg.at), arg.offset_ms)
         inner = self.subquery_grid(arg, grid)
@@ -413,11 +408,7 @@ class _Run:
     def range_call(self, node: ir.Call, grid: Grid, pos: int) -> Value:
         name = node.func
         arg = node.args[pos]
-        data = self.range_input(arg, grid)
-        ctx = self.ctx(grid)
-        if name == "absent_over_time":
-            return ranges.absent_over_time(data, absent_labels(arg))
-        if name not in KERNELS:
+        if name not in KERNELS and name != "absent_over_time":
             raise EvalError(f"function {name}() is not supported")
         params: list[FloatMatrix] = []
         for i in PARAM_ARGS.get(name, ()):
@@ -425,8 +416,16 @@ class _Run:
             if not isinstance(value, Scalar):
                 raise EvalError(f"expected a scalar argument to {name}()")
             params.append(value.values)
-        out = ranges.apply_kernel(name, data, grid.times(), params)
-        ranges.counter_info(name, data, out, ctx, arg)
+        ctx = self.ctx(grid)
+        streamed = self.streamed_kernel(node, arg, grid, params, ctx)
+        if streamed is not None:
+            out = streamed
+        else:
+            data = self.range_input(arg, grid)
+            if name == "absent_over_time":
+                return ranges.absent_over_time(data, absent_labels(arg))
+            out = ranges.apply_kernel(name, data, grid.times(), params)
+            ranges.counter_info(name, data, out, ctx, arg)
         if name == "quantile_over_time" and len(out):
             q = params[0][out.present.any(axis=0)]
             bad = q[(q < 0) | (q > 1) | np.isnan(q)]
@@ -434,6 +433,43 @@ class _Run:
                 ctx.warn(f"quantile value should be between 0 and 1, got {go_g(float(bad[0]))}",
                          node.args[0])
         return out.compact()
+
+    def streamed_kernel(self, node: ir.Call, arg: ir.Node, grid: Grid,
+                        params: list[FloatMatrix], ctx: Context) -> Vector | None:
+        """A range function over a selector nothing else reads, group by group.
+
+        The store reads the next group of series while the kernel runs on this
+        one, and the whole selection is never in memory at once. Each series'
+        output row depends on that series alone, so computing by groups changes
+        nothing but the row order, which is put back (label order) at the end.
+        ``None`` when the input cannot be streamed.
+        """
+        if node.func not in KERNELS or node.func == "absent_over_time" \
+                or not isinstance(arg, ir.RangeSelector) or self.uses.get((arg, grid), 0) != 1:
+            return None
+        sel = arg.selector
+        ends = _eval_times(grid, self.at_ms(sel.at), sel.offset_ms)
+        if not len(ends):
+            return None
+        groups = self.store.stream(sel.matchers, int(ends.min()) - arg.range_ms + 1,
+                                   int(ends.max()))
+        if groups is None:
+            return None
+        parts: list[Vector] = []
+        loaded = 0
+        with contextlib.closing(groups):
+            for raw in groups:
+                data = _selector_input(raw, ends, arg.range_ms)
+                loaded += sum(len(t) for t in data.ts)
+                self.count_samples(loaded)
+                out = ranges.apply_kernel(node.func, data, grid.times(), params)
+                ranges.counter_info(node.func, data, out, ctx, arg)
+                parts.append(out)
+        vec = concat(parts, grid.count)
+        order = sorted(range(len(vec)), key=vec.labels.__getitem__)
+        if order != list(range(len(vec))):
+            vec = vec.take(order)
+        return vec
 
     # ------------------------------------------------------------ results
 
@@ -497,6 +533,19 @@ class _Run:
         result.warnings = list(self.warnings)
         result.infos = list(self.infos)
         return result
+
+
+def _selector_input(raw: Sequence[RawSeries], ends: TimeArray, range_ms: int
+                    ) -> ranges.RangeInput:
+    """A range function's input from selected series (staleness markers left out)."""
+    labels, ts_list, vs_list = [], [], []
+    for s in raw:
+        ts, vs = s.clean()
+        if len(ts):
+            labels.append(s.labels)
+            ts_list.append(ts)
+            vs_list.append(vs)
+    return ranges.RangeInput(labels, ts_list, vs_list, [False] * len(labels), ends, range_ms)
 
 
 def _drop_names(vec: Vector) -> Vector:

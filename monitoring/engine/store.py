@@ -592,15 +592,27 @@ class Store:
         Series come in order of creation (as ``MemorySource`` keeps insertion order).
         An invalid regular expression raises ``ValueError`` even when no series exist.
         """
+        out: list[Series] = []
+        for group in self.select_groups(matchers, mint_ms, maxt_ms):
+            out.extend(group)
+        return out
+
+    def select_groups(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int,
+                      group_samples: int = _READ_GROUP) -> Iterator[list[Series]]:
+        """Like :meth:`select`, in groups of a few million samples, as they are read.
+
+        A caller can work on one group while the next is read (the evaluator's
+        range functions do), and only one group's arrays need be in memory at a
+        time (``group_samples`` is about how many samples a group holds). The store
+        stays locked until the last group has been read (or the
+        iterator is closed), so the groups show one state of the store.
+        """
         lo, hi = max(int(mint_ms), INT64_MIN), min(int(maxt_ms), INT64_MAX)
         with self._lock:
             chosen = self._matching(matchers)
             if not chosen or lo > hi:
-                return []
-            out: list[Series] = []
-            for group in self._read_groups(chosen, lo, hi, _READ_GROUP):
-                out.extend(group)
-        return out
+                return
+            yield from self._read_groups(chosen, lo, hi, group_samples)
 
     def _read_groups(self, chosen: Mapping[int, Labels], lo: int, hi: int,
                      limit: int) -> Iterator[list[Series]]:

@@ -238,7 +238,33 @@ def _segments(vec: Vector, groups: _Groups, fill: float) -> tuple[FloatMatrix, B
     return vals, present
 
 
+ROW_WISE_MIN_STEPS = 64
+"""From this many steps on, order-free reductions fold row by row into the output.
+
+Folding each input row into its group's output row in place needs no copy of the
+input (``_segments`` makes up to two); it costs two NumPy calls per row, which only
+pays off when rows are long. Either way the pairs are combined in the same order.
+"""
+
+
+def _fold_rows(vec: Vector, groups: _Groups, op: np.ufunc, init: float
+               ) -> tuple[FloatMatrix, BoolArray]:
+    """``op`` folded over each group's present cells, rows in input order."""
+    out = np.full((groups.count, vec.steps), init)
+    seen = np.zeros((groups.count, vec.steps), dtype=bool)
+    for row, g in enumerate(groups.ids.tolist()):
+        pres = vec.present[row]
+        op(out[g], vec.values[row], out=out[g], where=pres)
+        seen[g] |= pres
+    return out, seen
+
+
 def _count(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
+    if vec.steps >= ROW_WISE_MIN_STEPS:
+        counts = np.zeros((groups.count, vec.steps))
+        for row, g in enumerate(groups.ids.tolist()):
+            counts[g] += vec.present[row]
+        return counts, counts > 0
     _, pres = _segments(vec, groups, 0.0)
     counts = np.add.reduceat(pres.astype(np.float64), groups.starts, axis=0)
     return counts, counts > 0
@@ -251,12 +277,16 @@ def _group(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
 
 def _max(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
     """``max``: NaN only when every sample is NaN (a number always beats NaN)."""
+    if vec.steps >= ROW_WISE_MIN_STEPS:
+        return _fold_rows(vec, groups, np.fmax, math.nan)
     vals, pres = _segments(vec, groups, math.nan)
     out = np.fmax.reduceat(vals, groups.starts, axis=0)
     return out, np.logical_or.reduceat(pres, groups.starts, axis=0)
 
 
 def _min(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
+    if vec.steps >= ROW_WISE_MIN_STEPS:
+        return _fold_rows(vec, groups, np.fmin, math.nan)
     vals, pres = _segments(vec, groups, math.nan)
     out = np.fmin.reduceat(vals, groups.starts, axis=0)
     return out, np.logical_or.reduceat(pres, groups.starts, axis=0)

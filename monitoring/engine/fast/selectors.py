@@ -10,8 +10,11 @@ series, exactly as in Prometheus.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -44,16 +47,24 @@ class RawSeries:
         return self.ts[keep], self.values[keep]
 
 
+STREAM_GROUP = 1 << 21
+"""Samples per group when streaming: small enough that reading the first group and
+computing the last (the parts that cannot overlap) are short, large enough that
+per-query costs stay small (measured on the evaluator benchmark: 2M beat 1M and 4M)."""
+
+
 class RawStore:
     """Reads each matcher set once per query, over the union of the intervals needed."""
 
     def __init__(self, source: SeriesSource) -> None:
         self.source = source
         self._wanted: dict[tuple[Matcher, ...], tuple[int, int]] = {}
+        self._wants: dict[tuple[Matcher, ...], int] = {}
         self._data: dict[tuple[Matcher, ...], tuple[int, int, list[RawSeries]]] = {}
 
     def want(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> None:
         """Announce that ``[mint, maxt]`` of these series will be needed."""
+        self._wants[matchers] = self._wants.get(matchers, 0) + 1
         old = self._wanted.get(matchers)
         self._wanted[matchers] = (mint, maxt) if old is None else (min(old[0], mint),
                                                                   max(old[1], maxt))
@@ -74,6 +85,91 @@ class RawStore:
         if have[0] == mint and have[1] == maxt:
             return have[2]
         return _slice(have[2], mint, maxt)
+
+
+    def stream(self, matchers: tuple[Matcher, ...], mint: int, maxt: int
+               ) -> Generator[list[RawSeries], None, None] | None:
+        """The series in groups, the next group read while the caller works on one.
+
+        Only for series that nothing else in the query reads (announced once, not
+        cached) and a source that reads in groups (the DuckDB store): their data is
+        never kept whole. Each group is sorted by labels; the groups are not
+        sorted among themselves. ``None`` when the series must go through
+        :meth:`get`.
+        """
+        select_groups: Callable[..., Iterator[list[Series]]] | None = getattr(
+            self.source, "select_groups", None)
+        if select_groups is None or matchers in self._data or self._wants.get(matchers, 0) > 1:
+            return None
+        return read_ahead(_prepared(select_groups(list(matchers), mint, maxt,
+                                                  group_samples=STREAM_GROUP)))
+
+
+def _prepared(groups: Iterator[list[Series]]) -> Generator[list[RawSeries], None, None]:
+    """Each group prepared as it is read (in the reading thread)."""
+    try:
+        for group in groups:
+            yield _prepare(group)
+    finally:
+        close = getattr(groups, "close", None)
+        if close is not None:
+            close()
+
+
+_DONE = object()
+T = TypeVar("T")
+
+
+def read_ahead(groups: Iterator[T]) -> Generator[T, None, None]:
+    """``groups``, with the next one produced by a background thread meanwhile.
+
+    Reading (DuckDB, memory copies) and computing (NumPy kernels) both release
+    the GIL, so on several cores the two overlap. The producer stops early when
+    the consumer does (the iterator is closed, or an error ends the query), and
+    closes ``groups`` in its own thread so a lock taken there is released there.
+    An error in the producer is raised in the consumer.
+    """
+    handoff: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for group in groups:
+                while not stop.is_set():
+                    try:
+                        handoff.put(group, timeout=0.05)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            handoff.put(exc)
+            return
+        finally:
+            close = getattr(groups, "close", None)
+            if close is not None:
+                close()
+        handoff.put(_DONE)
+
+    worker = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(T, item)
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                handoff.get(timeout=0.05)
+            except queue.Empty:
+                continue
+        worker.join()
 
 
 def _prepare(series: Sequence[Series]) -> list[RawSeries]:
