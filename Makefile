@@ -29,15 +29,21 @@ test-fast:  ## The test suite without the slow tests
 bench:  ## Benchmarks (they print ratios against promtool / Prometheus; see bench/)
 	$(PYTHON) bench/lint.py
 	$(PYTHON) bench/eval.py
+	$(PYTHON) bench/dryrun.py
 
 docs:  ## Regenerate docs/functions.md and docs/checks.md
 	$(PYTHON) -m monitoring.docgen
 
 HISTORY ?= var/history.duckdb
+DEMO    ?= var/demo.duckdb
 
-run: install  ## The main job: check the shipped rules, load example history, query it
+run: install  ## The main job: check the shipped rules, backtest them over a week of demo history
 	$(PYTHON) -m monitoring lint rules/
-	$(PYTHON) -m monitoring graph rules/
-	@mkdir -p $(dir $(HISTORY)) && rm -f $(HISTORY) $(HISTORY).wal
+	$(PYTHON) -m monitoring test examples/ruletests/*.yml
+	@mkdir -p $(dir $(DEMO)) && rm -f $(DEMO) $(DEMO).wal
+	$(PYTHON) -m monitoring demo-data --db $(DEMO) --days 7
+	$(PYTHON) -m monitoring dry-run rules/ --db $(DEMO) --html var/dry-run.html
+	@echo "HTML report: var/dry-run.html"
+	@rm -f $(HISTORY) $(HISTORY).wal
 	$(PYTHON) -m monitoring import examples/history.om --db $(HISTORY)
 	$(PYTHON) -m monitoring query 'sum by (job) (rate(c_total[5m]))' --db $(HISTORY) --step 15m

@@ -217,6 +217,9 @@ ENGINE_COMMANDS = (
     "monitoring.engine.store_cli",  # import, export
     "monitoring.engine.query_cli",  # query
     "monitoring.engine.conformance_cli",  # conformance
+    "monitoring.dryrun.cli",  # dry-run
+    "monitoring.ruletest.cli",  # test
+    "monitoring.demo_cli",  # demo-data
 )
 """Modules that add sub-commands with ``add_parsers(subparsers)``; each sets ``func``."""
 

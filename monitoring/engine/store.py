@@ -199,13 +199,27 @@ class Store:
     are serialised.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False,
+                 memory_limit: str | None = None) -> None:
+        """Open (or create) the store at ``path``.
+
+        ``memory_limit`` caps DuckDB's memory, its buffer cache included, e.g.
+        ``"256MB"``: a single pass over a long history (a dry-run) gains nothing
+        from keeping what it has read, and by default DuckDB may keep up to 80 %
+        of the machine's memory.
+        """
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.RLock()
         self._depth = 0
         self._doomed = False
         self._con = _connect(self.path, read_only)
+        if memory_limit is not None:
+            try:
+                self._con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
+            except duckdb.Error as e:
+                self._con.close()
+                raise StoreError(f"memory limit {memory_limit!r}: {e}") from None
         try:
             self._init_schema()
         except BaseException:
@@ -869,6 +883,11 @@ class Store:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _sql_string(text: str) -> str:
+    """A SQL string literal (SET takes no bound parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -747,3 +747,12 @@ def test_blocks_and_head_agree_with_memory_source(
         assert store.time_range() == ((min(times), max(times)) if times else None)
         assert as_dict(list(store.iter_series(batch_samples=3))) == as_dict(
             memory.select([], -(2**63), 2**63 - 1))
+
+
+def test_memory_limit_is_applied_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "limited.duckdb"
+    with Store(path, memory_limit="300MB") as store:
+        row = store._con.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert row is not None and row[0].startswith("286")  # DuckDB shows MiB
+    with pytest.raises(StoreError, match=r"memory limit .lots'.+Memory must have a number"):
+        Store(path, memory_limit="lots'")
