@@ -53,7 +53,6 @@ from monitoring.dryrun.ruleset import (
     RuleSet,
     load_rule_set,
     recording_levels,
-    roots,
     selectors,
     unsupported,
     walk,
@@ -215,7 +214,7 @@ class _Unit:
         return (s.interval_ms, s.phase_ms, s.query_offset_ms, self.overlay)
 
     def nodes(self) -> list[ir.Node]:
-        return [*roots(self.rule), self.value.node]
+        return [*self.rule.roots, self.value.node]
 
 
 class Engine:

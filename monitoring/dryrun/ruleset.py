@@ -59,11 +59,6 @@ def load_rule_set(paths: Sequence[str]) -> RuleSet:
     return RuleSet(tuple(str(p) for p in paths), rules, channels)
 
 
-def roots(rule: CompiledRule) -> list[ir.Node]:
-    """The expressions a rule evaluates (condition, recovery condition)."""
-    return [rule.condition] + ([rule.recover] if rule.recover is not None else [])
-
-
 def walk(nodes: Sequence[ir.Node], prune: Callable[[ir.Node], bool] | None = None
          ) -> Iterator[ir.Node]:
     """Every node under ``nodes`` once (pre-order); nothing below a node ``prune`` accepts."""
@@ -86,13 +81,13 @@ def _absence(node: ir.Node) -> bool:
 
 def selectors(rule: CompiledRule, *, skip_absence: bool = False) -> list[ir.Selector]:
     """The selectors of a rule; with ``skip_absence``, not those inside ``absent*()``."""
-    found = walk(roots(rule), _absence if skip_absence else None)
+    found = walk(rule.roots, _absence if skip_absence else None)
     return [n for n in found if isinstance(n, ir.Selector)]
 
 
 def unsupported(rule: CompiledRule) -> str | None:
     """Why a chunked range evaluation would not give what Prometheus's rule evaluation gives."""
-    for node in walk(roots(rule)):
+    for node in walk(rule.roots):
         if isinstance(node, ir.Call) and node.func in QUERY_PROPERTY_FUNCTIONS:
             return (f"{node.func}() is the query's own {node.func} in a range evaluation, "
                     "not the evaluation time a rule sees; not supported in a dry-run")

@@ -40,6 +40,11 @@ class CompiledRule:
     group_ast: ast.Group = field(compare=False, repr=False)
 
     @property
+    def roots(self) -> list[ir.Node]:
+        """The expressions the rule evaluates: its condition, and its recovery condition."""
+        return [self.condition] + ([self.recover] if self.recover is not None else [])
+
+    @property
     def qualified_name(self) -> str:
         """``group/name``, unique enough to show to users."""
         return f"{self.group}/{self.name}"
@@ -56,9 +61,8 @@ class Program:
         """For every node, the rules whose expressions contain it."""
         out: dict[ir.Node, list[str]] = {}
         for rule in self.rules:
-            roots = [rule.condition] + ([rule.recover] if rule.recover is not None else [])
             seen: set[int] = set()
-            stack = list(roots)
+            stack = list(rule.roots)
             while stack:
                 node = stack.pop()
                 if id(node) in seen:

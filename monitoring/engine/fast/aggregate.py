@@ -275,21 +275,22 @@ def _group(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
     return np.ones_like(counts), present
 
 
-def _max(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
-    """``max``: NaN only when every sample is NaN (a number always beats NaN)."""
+def _extreme(vec: Vector, groups: _Groups, op: np.ufunc) -> tuple[FloatMatrix, BoolArray]:
+    """``max`` (``fmax``) or ``min`` (``fmin``): NaN only when every sample is NaN."""
     if vec.steps >= ROW_WISE_MIN_STEPS:
-        return _fold_rows(vec, groups, np.fmax, math.nan)
+        return _fold_rows(vec, groups, op, math.nan)
     vals, pres = _segments(vec, groups, math.nan)
-    out = np.fmax.reduceat(vals, groups.starts, axis=0)
+    out = op.reduceat(vals, groups.starts, axis=0)
     return out, np.logical_or.reduceat(pres, groups.starts, axis=0)
+
+
+def _max(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
+    """``max``: a number always beats NaN."""
+    return _extreme(vec, groups, np.fmax)
 
 
 def _min(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
-    if vec.steps >= ROW_WISE_MIN_STEPS:
-        return _fold_rows(vec, groups, np.fmin, math.nan)
-    vals, pres = _segments(vec, groups, math.nan)
-    out = np.fmin.reduceat(vals, groups.starts, axis=0)
-    return out, np.logical_or.reduceat(pres, groups.starts, axis=0)
+    return _extreme(vec, groups, np.fmin)
 
 
 # ---------------------------------------------------------------- order-dependent ones
