@@ -27,7 +27,6 @@ from monitoring.engine.fast import binary, ranges
 from monitoring.engine.fast.aggregate import aggregate, go_g
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels
-from monitoring.engine.fast.kernels import KERNELS
 from monitoring.engine.fast.labels import labels_string
 from monitoring.engine.fast.selectors import RawSeries, RawStore, instant_lookup
 from monitoring.engine.fast.values import (
@@ -52,23 +51,38 @@ from monitoring.engine.model import (
     drop_name,
 )
 from monitoring.engine.query import QueryOptions
+from monitoring.stdlib.registry import REGISTRY
+from monitoring.stdlib.types import ValueType
 
 __all__ = ["evaluate", "evaluate_many"]
-
-NOT_YET = frozenset({"between", "outside", "trend", "forecast", "anomaly", "outlier_score"})
-"""Condition functions of our language that the evaluator does not run yet."""
 
 QUERY_FUNCTIONS = frozenset({"start", "end", "range", "step"})
 """Functions whose value is a property of the query itself."""
 
 SORTS = frozenset({"sort", "sort_desc", "sort_by_label", "sort_by_label_desc"})
 
-PARAM_ARGS: dict[str, tuple[int, ...]] = {
-    "quantile_over_time": (0,),
-    "predict_linear": (1,),
-    "double_exponential_smoothing": (1, 2),
-}
-"""Scalar arguments of range functions, by position."""
+
+
+def _unsupported(node: ir.Call) -> str:
+    """Why a call cannot run.
+
+    A declared extension without an implementation yet, or a function this
+    evaluator does not know.
+    """
+    decl = REGISTRY.function(node.func)
+    if decl is not None and decl.extension:
+        key = ranges.kernel_key(node)
+        method = f' with method "{key.split(":", 1)[1]}"' if ":" in key else ""
+        return f"{node.func}(){method} is not supported yet"
+    return f"function {node.func}() is not supported"
+
+
+def scalar_params(func: str) -> tuple[int, ...]:
+    """Positions of a range function's scalar arguments, from its declaration."""
+    decl = REGISTRY.function(func)
+    if decl is None:
+        return ()
+    return tuple(i for i, p in enumerate(decl.params) if p.type is ValueType.SCALAR)
 
 TOO_MANY_SAMPLES = ("query processing would load too many samples into memory in query "
                     "execution")
@@ -334,8 +348,6 @@ class _Run:
 
     def call(self, node: ir.Call, grid: Grid) -> Value:
         name = node.func
-        if name in NOT_YET:
-            raise EvalError(f"{name}() is not supported yet")
         range_pos = next((i for i, a in enumerate(node.args)
                           if isinstance(a, ir.RangeSelector | ir.Subquery)), None)
         if range_pos is not None:
@@ -346,7 +358,7 @@ class _Run:
             return Scalar(np.full(grid.count, self.query_value(name) / 1000.0))
         fn = INSTANT_FUNCTIONS.get(name)
         if fn is None:
-            raise EvalError(f"function {name}() is not supported")
+            raise EvalError(_unsupported(node))
         if name in SORTS and grid.count > 1:  # Prometheus: the evaluator's start != end
             self.ctx(grid).warn("sort is ineffective for range queries since results are "
                                 "always ordered by labels", node)
@@ -407,11 +419,12 @@ class _Run:
 
     def range_call(self, node: ir.Call, grid: Grid, pos: int) -> Value:
         name = node.func
+        key = ranges.kernel_key(node)
         arg = node.args[pos]
-        if name not in KERNELS and name != "absent_over_time":
-            raise EvalError(f"function {name}() is not supported")
+        if key not in ranges.RANGE_KERNELS and name != "absent_over_time":
+            raise EvalError(_unsupported(node))
         params: list[FloatMatrix] = []
-        for i in PARAM_ARGS.get(name, ()):
+        for i in scalar_params(name):
             value = self.eval(node.args[i], grid)
             if not isinstance(value, Scalar):
                 raise EvalError(f"expected a scalar argument to {name}()")
@@ -424,7 +437,7 @@ class _Run:
             data = self.range_input(arg, grid)
             if name == "absent_over_time":
                 return ranges.absent_over_time(data, absent_labels(arg))
-            out = ranges.apply_kernel(name, data, grid.times(), params)
+            out = ranges.apply_kernel(key, data, grid.times(), params)
             ranges.counter_info(name, data, out, ctx, arg)
         if name == "quantile_over_time" and len(out):
             q = params[0][out.present.any(axis=0)]
@@ -444,7 +457,8 @@ class _Run:
         nothing but the row order, which is put back (label order) at the end.
         ``None`` when the input cannot be streamed.
         """
-        if node.func not in KERNELS or node.func == "absent_over_time" \
+        key = ranges.kernel_key(node)
+        if key not in ranges.RANGE_KERNELS or node.func == "absent_over_time" \
                 or not isinstance(arg, ir.RangeSelector) or self.uses.get((arg, grid), 0) != 1:
             return None
         sel = arg.selector
@@ -462,7 +476,7 @@ class _Run:
                 data = _selector_input(raw, ends, arg.range_ms)
                 loaded += sum(len(t) for t in data.ts)
                 self.count_samples(loaded)
-                out = ranges.apply_kernel(node.func, data, grid.times(), params)
+                out = ranges.apply_kernel(key, data, grid.times(), params)
                 ranges.counter_info(node.func, data, out, ctx, arg)
                 parts.append(out)
         vec = concat(parts, grid.count)

@@ -53,10 +53,18 @@ REGISTRY.add(
                  "past data: a robust z-like score where about 3 and above is unusual, "
                  "comparable across methods.", extension=True,
                  example='anomaly(latency_p99{job="api"}[1h], method="mad") > 3.5'),
-    FunctionDecl("outlier_score", (Param("v", V),), V, C.ANOMALY,
-                 "How far each series lies from its peers in the same vector: |x - median| / "
-                 "(1.4826 × MAD) across the series.", extension=True,
-                 example="outlier_score(avg by (instance) (rate(cpu_seconds_total[5m]))) > 3"),
+    FunctionDecl("outlier_score",
+                 (Param("v", V),
+                  Param("by", STR, optional=True, variadic=True,
+                        doc="labels whose values make a peer group (default: one group)")),
+                 V, C.ANOMALY,
+                 "How far each series lies from its peers at the same step: "
+                 "|x - median| / (1.4826 × MAD) across the group's series (1.2533 × the mean "
+                 "absolute deviation when the MAD is 0; 0 when all peers are equal). Groups with "
+                 "fewer than 3 finite samples, and non-finite samples, give no score.",
+                 extension=True,
+                 example='outlier_score(avg by (instance, cluster) '
+                         '(rate(cpu_seconds_total[5m])), "cluster") > 3'),
 )
 
 TREND_DIRECTIONS = {"increasing": 1.0, "decreasing": -1.0, "flat": 0.0}

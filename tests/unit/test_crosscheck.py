@@ -100,7 +100,7 @@ def vectors(draw: st.DrawFn, depth: int = 0) -> str:
         return draw(leaf)
     inner = vectors(depth + 1)
     kind = draw(st.sampled_from(["leaf", "leaf", "agg", "topk", "scalar_op", "vector_op",
-                                 "compare", "set", "subquery", "math"]))
+                                 "compare", "set", "subquery", "math", "condition"]))
     if kind == "leaf":
         return draw(leaf)
     if kind == "agg":
@@ -133,6 +133,13 @@ def vectors(draw: st.DrawFn, depth: int = 0) -> str:
                                      "count_over_time", "last_over_time"]))
         window = draw(st.sampled_from(["5m:1m", "3m:30s", "4m:", "2m:45s"]))
         return f"{func}(({draw(inner)})[{window}])"
+    if kind == "condition":
+        func = draw(st.sampled_from(["between", "outside", "outlier_score"]))
+        if func == "outlier_score":
+            by = draw(st.sampled_from(["", ', "job"']))
+            return f"outlier_score({draw(inner)}{by})"
+        lo, hi = draw(st.sampled_from([("0", "5"), ("3", "10"), ("5", "2"), ("-1", "1")]))
+        return f"{func}({draw(inner)}, {lo}, {hi})"
     func = draw(st.sampled_from(["abs", "ceil", "floor", "sqrt", "ln", "exp", "clamp_min",
                                  "round"]))
     if func == "clamp_min":

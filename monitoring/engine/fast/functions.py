@@ -27,6 +27,7 @@ from monitoring.dsl import ir
 from monitoring.dsl.lexical import quote
 from monitoring.dsl.regex import compile_anchored
 from monitoring.engine.fast.aggregate import go_g
+from monitoring.engine.fast.conditions import CONDITION_FUNCTIONS
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.labels import (
     get_label,
@@ -940,5 +941,6 @@ INSTANT_FUNCTIONS: dict[str, Function] = {
     "histogram_avg": _ignores_floats,
     "histogram_stddev": _ignores_floats,
     "histogram_stdvar": _ignores_floats,
+    **CONDITION_FUNCTIONS,
 }
 """Functions the evaluator calls with evaluated arguments (range functions live elsewhere)."""

@@ -32,6 +32,7 @@ from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError, TimeArray, ValueArray
 
 Result = tuple[FloatMatrix, BoolArray]
+Kernel = Callable[["Windows"], Result]
 FloatArray = npt.NDArray[np.float64]
 
 CANCELLATION = 1e10
@@ -940,7 +941,7 @@ def k_mad(w: Windows) -> Result:
     return _order_stat(w, fn)
 
 
-KERNELS: dict[str, Callable[[Windows], Result]] = {
+KERNELS: dict[str, Kernel] = {
     "count_over_time": k_count,
     "present_over_time": k_present,
     "absent_over_time": k_count,

@@ -16,13 +16,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from monitoring.dsl import ir
+from monitoring.engine.fast.anomaly import ANOMALY_KERNELS
 from monitoring.engine.fast.context import Context
-from monitoring.engine.fast.kernels import KERNELS, build_windows
+from monitoring.engine.fast.kernels import KERNELS, Kernel, build_windows
+from monitoring.engine.fast.trend import TREND_KERNELS
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, Vector
 from monitoring.engine.model import METRIC_NAME, Labels, TimeArray, ValueArray
 
 if TYPE_CHECKING:
     from monitoring.dsl.ir import Node
+
+RANGE_KERNELS: dict[str, Kernel] = {**KERNELS, **ANOMALY_KERNELS, **TREND_KERNELS}
+"""Every range-window function of the fast evaluator, by :func:`kernel_key`."""
+
+
+def kernel_key(node: ir.Call) -> str:
+    """The kernel that computes a call.
+
+    Its function's name, followed by the value of its string argument when it has
+    one: ``anomaly(m[1h], method="mad")`` -> ``anomaly:mad``.
+    """
+    strings = [a.value for a in node.args if isinstance(a, ir.StringConst)]
+    return f"{node.func}:{strings[0]}" if strings else node.func
+
 
 BATCH_CELLS = 1 << 16
 """Series × steps of one kernel batch (at least one series). Kernels allocate several
@@ -64,7 +81,7 @@ class RangeInput:
 def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
                  params: list[FloatMatrix]) -> Vector:
     """``func`` over every window of every series; one output row per input series."""
-    kernel = KERNELS[func]
+    kernel = RANGE_KERNELS[func]
     steps = len(data.ends)
     n = len(data.labels)
     values = np.zeros((n, steps))

@@ -30,6 +30,8 @@ from monitoring.dsl.ir import (
 from monitoring.dsl.regex import compile_anchored
 from monitoring.engine.gocompat import natural_less
 from monitoring.engine.model import EvalError, Labels
+from monitoring.engine.reference.anomaly import ANOMALY_FUNCTIONS
+from monitoring.engine.reference.conditions import CONDITION_FUNCTIONS
 from monitoring.engine.reference.gosort import (
     go_sort,
     reverse_value_less,
@@ -38,6 +40,7 @@ from monitoring.engine.reference.gosort import (
 )
 from monitoring.engine.reference.histograms import histogram_quantile
 from monitoring.engine.reference.rangefuncs import RANGE_FUNCTIONS, Ctx
+from monitoring.engine.reference.trend import TREND_FUNCTIONS
 from monitoring.engine.reference.util import format_g, go_quote, valid_label_name
 from monitoring.engine.reference.values import (
     Sample,
@@ -50,8 +53,7 @@ from monitoring.engine.reference.values import (
 if TYPE_CHECKING:
     from monitoring.engine.reference.core import Evaluator
 
-UNSUPPORTED = frozenset({"between", "outside", "trend", "forecast", "anomaly", "outlier_score",
-                         "weighted", "info", "histogram_fraction"})
+UNSUPPORTED = frozenset({"weighted", "info", "histogram_fraction"})
 """Registry functions without a float-sample Prometheus counterpart evaluated here."""
 
 NATIVE_ONLY = frozenset({"histogram_count", "histogram_sum", "histogram_avg",
@@ -180,14 +182,19 @@ def call(ev: Evaluator, node: Call, t: int) -> Value:
 
 # ---------------------------------------------------------------- range functions
 
+_RANGE = {**RANGE_FUNCTIONS, **ANOMALY_FUNCTIONS, **TREND_FUNCTIONS}
+
 
 def _range_call(ev: Evaluator, node: Call, index: int, t: int) -> Vector:
     """A function over a range vector, called once per series of the window."""
     name = node.func
-    fn = RANGE_FUNCTIONS.get(name)
+    strings = [a.value for a in node.args if isinstance(a, StringConst)]
+    key = f"{name}:{strings[0]}" if strings else name  # anomaly(m[1h], "mad") -> anomaly:mad
+    fn = _RANGE.get(key)
     if fn is None:
         raise EvalError(f"{name}() is not supported by the reference evaluator")
-    args = tuple(ev.scalar(a, t) for i, a in enumerate(node.args) if i != index)
+    args = tuple(ev.scalar(a, t) for i, a in enumerate(node.args)
+                 if i != index and not isinstance(a, StringConst))
     arg_node = node.args[index]
     mat = ev.matrix(arg_node, t)
     ctx = Ctx(t, mat.end_ms - mat.range_ms, mat.end_ms, mat.range_ms, args)
@@ -542,4 +549,5 @@ _INSTANT: dict[str, Callable[[Evaluator, Call, int], Value]] = {
     "sort_by_label_desc": _sort_by_label(True),
     "histogram_quantile": _histogram_quantile,
     **{name: _native_only for name in NATIVE_ONLY},
+    **CONDITION_FUNCTIONS,
 }

@@ -1,0 +1,7 @@
+"""Placeholder until its implementation lands (owned by the condition-library work)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TREND_KERNELS: dict[str, Any] = {}
