@@ -611,7 +611,7 @@ def _shifted(res: QueryResult | None, shift_ms: int) -> QueryResult | None:
         return res
     return QueryResult(res.kind, res.steps + shift_ms,
                        [Series(s.labels, s.ts + shift_ms, s.values) for s in res.series],
-                       res.string, res.warnings, res.infos)
+                       res.string, res.warnings, res.infos, res.grid)
 
 
 def _alert_label_keys(rule: CompiledRule) -> list[tuple[str, str]]:

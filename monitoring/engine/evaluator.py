@@ -43,6 +43,7 @@ from monitoring.engine.fast.values import (
 )
 from monitoring.engine.model import (
     EvalError,
+    GridValues,
     Labels,
     QueryResult,
     Series,
@@ -521,7 +522,8 @@ class _Run:
                 continue
             mask = vec.present[i]
             out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))
-        return self.finish(QueryResult("matrix", steps, out))
+        grid_values = GridValues(vec.labels, vec.values, vec.present)
+        return self.finish(QueryResult("matrix", steps, out, grid=grid_values))
 
     def matrix_result(self, node: ir.RangeSelector | ir.Subquery,
                       steps: TimeArray) -> QueryResult:

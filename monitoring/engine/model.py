@@ -117,6 +117,21 @@ class EvalError(Exception):
     """A query that fails at evaluation time, with Prometheus's wording where it has one."""
 
 
+@dataclass(frozen=True, slots=True)
+class GridValues:
+    """A range result as matrices over its steps, as the evaluator computed it.
+
+    ``values``/``present`` are ``[rows × steps]`` (a value means nothing where it
+    is not present); rows are the result's series, in no particular order.
+    Consumers that want every series on the step grid (the alert state machine)
+    read this instead of scattering each series' points back onto the grid.
+    """
+
+    labels: list[Labels]
+    values: npt.NDArray[np.float64]
+    present: npt.NDArray[np.bool_]
+
+
 @dataclass(slots=True)
 class QueryResult:
     """The result of an instant or range query.
@@ -135,3 +150,5 @@ class QueryResult:
     string: str | None = None
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
+    grid: GridValues | None = None
+    """The same series as matrices over ``steps`` (range results of the evaluator)."""

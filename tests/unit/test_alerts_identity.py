@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitoring.dsl.ast import NoDataPolicy
-from monitoring.dsl.compiler import compile_rule_files
+from monitoring.dsl.compiler import compile_expression, compile_rule_files
 from monitoring.dsl.parser import parse_rule_file
 from monitoring.dsl.source import SourceFile
 from monitoring.engine.alerts import AlertMachine, AlertRuleSpec, AlertState, RuleOutput
 from monitoring.engine.alerts.identity import LabelMaker
-from monitoring.engine.model import QueryResult, Series
+from monitoring.engine.evaluator import evaluate_many
+from monitoring.engine.memory import MemorySource
+from monitoring.engine.model import QueryResult, Series, labels_of
 
 MIN = 60_000
 
@@ -157,3 +162,34 @@ def test_rule_output_rejects_scalars_and_off_grid_points() -> None:
     off = QueryResult("matrix", steps, [Series.of((("i", "a"),), [(30_000, 1.0)])])
     with pytest.raises(ValueError, match="grid"):
         RuleOutput.from_results(steps, off)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_rule_output_reads_the_evaluators_matrices_as_it_reads_series(seed: int) -> None:
+    """The matrices an evaluator result carries give the same output as its series."""
+    rng = np.random.default_rng(seed)
+    source = MemorySource()
+    for i in range(4):  # two metric names with the same other labels: rows that merge
+        name = "a" if i % 2 else "b"
+        ts = np.arange(0, 20 * MIN, 15_000, dtype=np.int64) + int(rng.integers(1, 5_000))
+        keep = rng.random(len(ts)) > 0.3
+        labels = labels_of({"__name__": name, "i": str(i // 3)})
+        source.add(Series(labels, ts[keep], rng.random(int(keep.sum()))))
+    nodes = []
+    for text in ('{__name__=~"a|b"} > 0.5', '{__name__=~"a|b"} < 0.3', '{__name__=~"a|b"}'):
+        node, _ = compile_expression(text)
+        assert node is not None
+        nodes.append(node)
+    results = evaluate_many(nodes, source, 5 * MIN, 20 * MIN, MIN)
+    when, recover, value = (results[n] for n in nodes)
+    assert when.grid is not None
+    steps = when.steps
+    with_grid = RuleOutput.from_results(steps, when, recover, value)
+    plain = RuleOutput.from_results(
+        steps, *(dataclasses.replace(r, grid=None) for r in (when, recover, value)))
+    assert with_grid.labels == plain.labels
+    for a, b in ((with_grid.fire, plain.fire), (with_grid.hold, plain.hold),
+                 (with_grid.no_data, plain.no_data)):
+        assert a is not None and b is not None and a.tolist() == b.tolist()
+    np.testing.assert_array_equal(with_grid.value, plain.value)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
 from monitoring.engine.alerts.model import RuleOutput
 from monitoring.engine.model import Labels, QueryResult, Series, drop_name
+
+BoolMatrix = npt.NDArray[np.bool_]
+FloatMatrix = npt.NDArray[np.float64]
+RowIndex = npt.NDArray[np.int64]
 
 
 def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult | None,
@@ -18,47 +23,96 @@ def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult
     Series of ``when``, ``recover`` and ``value_of`` are matched by their labels
     without ``__name__`` (a comparison drops the name its left side still has).
     Rows are the series of ``when`` and of ``value_of``; a row keeps the labels
-    it has in ``when`` when it appears there.
+    it has in ``when`` when it appears there. Results that carry their matrices
+    (:class:`~monitoring.engine.model.GridValues`) are read whole; others are
+    scattered onto the grid series by series.
     """
     times = np.asarray(times_ms, dtype=np.int64)
+    when_m = _on_grid(times, when)
+    value_m = _on_grid(times, value_of) if value_of is not None else None
     rows: dict[Labels, int] = {}
     labels: list[Labels] = []
-    for result, primary in ((when, True), (value_of, False)):
-        for series in _series(result):
-            key = drop_name(series.labels)
+    for grid, primary in ((when_m, True), (value_m, False)):
+        for series_labels in grid[0] if grid is not None else ():
+            key = drop_name(series_labels)
             if key not in rows:
                 rows[key] = len(labels)
-                labels.append(series.labels)
+                labels.append(series_labels)
             elif primary:
-                labels[rows[key]] = series.labels
+                labels[rows[key]] = series_labels
     shape = (len(labels), len(times))
     fire = np.zeros(shape, np.bool_)
     value = np.full(shape, math.nan)
-    for series in _series(when):
-        cols = _columns(times, series)
-        r = rows[drop_name(series.labels)]
-        fire[r, cols] = True
-        value[r, cols] = series.values
+
+    def when_rows(r: RowIndex, vals: FloatMatrix, present: BoolMatrix) -> None:
+        fire[r] |= present
+        value[r] = np.where(present, vals, value[r])
+
+    _by_rows(rows, when_m, when_rows)
     data = fire.copy()
     no_data = None
-    if value_of is not None:
+    if value_m is not None:
         seen = np.zeros(len(times), np.bool_)
-        for series in _series(value_of):
-            cols = _columns(times, series)
-            r = rows[drop_name(series.labels)]
-            data[r, cols] = True
-            seen[cols] = True
-            absent = ~fire[r, cols]
-            value[r, cols[absent]] = series.values[absent]
+
+        def value_rows(r: RowIndex, vals: FloatMatrix, present: BoolMatrix) -> None:
+            data[r] |= present
+            seen[:] |= present.any(axis=0)
+            value[r] = np.where(present & ~fire[r], vals, value[r])
+
+        _by_rows(rows, value_m, value_rows)
         no_data = ~seen
     hold = None
     if recover is not None:
         hold = data.copy()
-        for series in _series(recover):
-            r_opt = rows.get(drop_name(series.labels))
-            if r_opt is not None:
-                hold[r_opt, _columns(times, series)] = False
+
+        def recover_rows(r: RowIndex, vals: FloatMatrix, present: BoolMatrix) -> None:
+            hold[r] &= ~present
+
+        _by_rows(rows, _on_grid(times, recover), recover_rows, known_only=True)
     return RuleOutput(times, labels, fire, value, hold, no_data)
+
+
+Grid = tuple[list[Labels], FloatMatrix, BoolMatrix]
+
+
+def _by_rows(rows: dict[Labels, int], grid: Grid | None,
+             apply: Callable[[RowIndex, FloatMatrix, BoolMatrix], None],
+             known_only: bool = False) -> None:
+    """Call ``apply`` with the output rows of ``grid``'s series and their matrices.
+
+    All at once when no two series share an output row; otherwise series by
+    series, in result order, so that a later series wins where both have a point.
+    """
+    if grid is None or not grid[0]:
+        return
+    labels, values, present = grid
+    index = [rows.get(drop_name(lab), -1) for lab in labels]
+    keep = np.fromiter((i >= 0 for i in index), dtype=np.bool_, count=len(index))
+    r = np.asarray(index, dtype=np.int64)
+    if known_only and not keep.all():
+        r, values, present = r[keep], values[keep], present[keep]
+    if len(np.unique(r)) == len(r):
+        apply(r, values, present)
+        return
+    for i in range(len(r)):
+        apply(r[i:i + 1], values[i:i + 1], present[i:i + 1])
+
+
+def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> Grid | None:
+    """A result's series as ``[series × steps]`` values and presence on ``times``."""
+    series = _series(result)
+    if result is None:
+        return None
+    grid = result.grid
+    if grid is not None and np.array_equal(result.steps, times):
+        return grid.labels, grid.values, grid.present
+    present = np.zeros((len(series), len(times)), np.bool_)
+    values = np.zeros((len(series), len(times)))
+    for i, s in enumerate(series):
+        cols = _columns(times, s)
+        present[i, cols] = True
+        values[i, cols] = s.values
+    return [s.labels for s in series], values, present
 
 
 def _series(result: QueryResult | None) -> list[Series]:
