@@ -3,9 +3,10 @@
 Annotations are Go templates; rendering them at every step of a long dry-run
 would cost more than the evaluation, so only the ``summary`` annotation is
 rendered, once per firing interval, with the value at which the alert started
-firing. ``$labels`` are the alert's labels without ``alertname`` (Prometheus
-renders with the series' own labels; rule labels that a series also carries
-may differ, a documented approximation).
+firing (once per alert when the template does not read the value). ``$labels``
+are the alert's labels without ``alertname`` (Prometheus renders with the
+series' own labels; rule labels that a series also carries may differ, a
+documented approximation).
 """
 
 from __future__ import annotations
@@ -44,4 +45,16 @@ def summary_renderer(rule: CompiledRule) -> Callable[[Interval], str] | None:
         except TemplateRenderError as exc:
             return f"(summary template error: {exc})"
 
-    return render
+    if template.reads_value():
+        return render
+    # The text depends on the labels alone: render once per alert, not once per interval.
+    by_labels: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def render_once(iv: Interval) -> str:
+        key = tuple(iv.labels.items())
+        text = by_labels.get(key)
+        if text is None:
+            text = by_labels[key] = render(iv)
+        return text
+
+    return render_once

@@ -1289,6 +1289,19 @@ class Template:
                 paths.add(str(node))
         return frozenset(paths)
 
+    def reads_value(self) -> bool:
+        """Whether the output can depend on the alert's value.
+
+        True when the template reads ``$value``/``.Value``, the root variable ``$``
+        or the cursor ``.`` itself (which hands the value on); a template that
+        reads none of these renders the same for every value of one label set.
+        """
+        for path in self.variables():
+            head = path.split(".")[0] if not path.startswith(".") else "." + path.split(".")[1]
+            if head in ("$value", ".Value", "$"):
+                return True
+        return any(isinstance(node, DotNode) for node in _walk(self.root))
+
 
 def parse_template(text: str) -> Template:
     """Parse ``text`` as Prometheus would; raise ``TemplateSyntaxError`` if it would refuse it."""

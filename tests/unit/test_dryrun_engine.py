@@ -232,14 +232,14 @@ def test_recorded_series_go_stale_when_their_input_disappears(tmp_path: Path) ->
 
 
 def test_rules_that_cannot_be_evaluated_are_reported_and_others_run(tmp_path: Path) -> None:
-    text = ("group g every 1m {\n alert NotYet {\n  when trend(x[10m]) == increasing\n }\n"
+    text = ("group g every 1m {\n alert NotYet {\n  when info(x) > 0\n }\n"
             " alert Fine {\n  when x > 0.5\n }\n"
             " alert Unknown {\n  when no_such_metric > 1\n }\n}\n")
     case = Case(tmp_path, text, x_series(square(10, 30), hours=1))
     report = case.run()
     not_yet, fine, unknown = (rule(report, n) for n in ("NotYet", "Fine", "Unknown"))
     assert not_yet.status == "not_evaluated"
-    assert not_yet.reason is not None and "trend() is not supported yet" in not_yet.reason
+    assert not_yet.reason is not None and "function info() is not supported" in not_yet.reason
     assert fine.status == "ok" and fine.firings == 1
     assert unknown.status == "no_data"
     assert unknown.reason == "no_such_metric matches no series in the store"

@@ -803,3 +803,19 @@ def test_quick_path_agrees_with_the_parser(text: str) -> None:
     except TemplateSyntaxError:
         got = "error"
     assert got == expected
+
+
+@pytest.mark.parametrize(("text", "reads"), [
+    ("on {{ $labels.instance }}", False),
+    ("{{ with $labels }}{{ .job }}{{ end }}", False),
+    ("{{ .Labels.job }} {{ $externalLabels.dc }}", False),
+    ("plain text", False),
+    ("v={{ $value }}", True),
+    ("{{ .Value | humanize }}", True),
+    ("{{ $.Value }}", True),
+    ("{{ . }}", True),
+    ("{{ $x := .Value }}{{ $x }}", True),
+    ('{{ if gt $value 5.0 }}high{{ end }}', True),
+])
+def test_reads_value(text: str, reads: bool) -> None:
+    assert parse_template(text).reads_value() is reads
