@@ -51,6 +51,8 @@ def metric_name(labels: Labels) -> str | None:
 
 def drop_name(labels: Labels) -> Labels:
     """The label set without ``__name__``."""
+    if labels and labels[0][0] == METRIC_NAME:  # where sorting puts it, nearly always
+        return labels[1:]
     return tuple(p for p in labels if p[0] != METRIC_NAME)
 
 

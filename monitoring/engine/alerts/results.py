@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +34,9 @@ def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult
     rows: dict[Labels, int] = {}
     labels: list[Labels] = []
     for grid, primary in ((when_m, True), (value_m, False)):
-        for series_labels in grid[0] if grid is not None else ():
-            key = drop_name(series_labels)
+        if grid is None:
+            continue
+        for series_labels, key in zip(grid.labels, grid.keys, strict=True):
             if key not in rows:
                 rows[key] = len(labels)
                 labels.append(series_labels)
@@ -72,10 +74,17 @@ def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult
     return RuleOutput(times, labels, fire, value, hold, no_data)
 
 
-Grid = tuple[list[Labels], FloatMatrix, BoolMatrix]
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """A result's series on the output grid, with their labels without ``__name__``."""
+
+    labels: list[Labels]
+    keys: list[Labels]
+    values: FloatMatrix
+    present: BoolMatrix
 
 
-def _by_rows(rows: dict[Labels, int], grid: Grid | None,
+def _by_rows(rows: dict[Labels, int], grid: _Grid | None,
              apply: Callable[[RowIndex, FloatMatrix, BoolMatrix], None],
              known_only: bool = False) -> None:
     """Call ``apply`` with the output rows of ``grid``'s series and their matrices.
@@ -83,10 +92,10 @@ def _by_rows(rows: dict[Labels, int], grid: Grid | None,
     All at once when no two series share an output row; otherwise series by
     series, in result order, so that a later series wins where both have a point.
     """
-    if grid is None or not grid[0]:
+    if grid is None or not grid.labels:
         return
-    labels, values, present = grid
-    index = [rows.get(drop_name(lab), -1) for lab in labels]
+    values, present = grid.values, grid.present
+    index = [rows.get(key, -1) for key in grid.keys]
     keep = np.fromiter((i >= 0 for i in index), dtype=np.bool_, count=len(index))
     r = np.asarray(index, dtype=np.int64)
     if known_only and not keep.all():
@@ -98,21 +107,23 @@ def _by_rows(rows: dict[Labels, int], grid: Grid | None,
         apply(r[i:i + 1], values[i:i + 1], present[i:i + 1])
 
 
-def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> Grid | None:
+def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> _Grid | None:
     """A result's series as ``[series × steps]`` values and presence on ``times``."""
     series = _series(result)
     if result is None:
         return None
     grid = result.grid
     if grid is not None and np.array_equal(result.steps, times):
-        return grid.labels, grid.values, grid.present
+        return _Grid(grid.labels, [drop_name(lab) for lab in grid.labels], grid.values,
+                     grid.present)
     present = np.zeros((len(series), len(times)), np.bool_)
     values = np.zeros((len(series), len(times)))
     for i, s in enumerate(series):
         cols = _columns(times, s)
         present[i, cols] = True
         values[i, cols] = s.values
-    return [s.labels for s in series], values, present
+    return _Grid([s.labels for s in series], [drop_name(s.labels) for s in series], values,
+                 present)
 
 
 def _series(result: QueryResult | None) -> list[Series]:
