@@ -456,11 +456,23 @@ def test_time_functions() -> None:
     assert only(run("minute(vector(-1))", src, 10)) == 59.0
 
 
-def test_project_extensions_are_refused_by_name() -> None:
+def test_functions_without_an_implementation_are_refused_by_name() -> None:
     src = MemorySource([series({"__name__": "x"}, (0, 1))])
-    with pytest.raises(EvalError, match=r"^outlier_score\(\) is not supported by the reference "
+    with pytest.raises(EvalError, match=r"^info\(\) is not supported by the reference "
                                         r"evaluator$"):
-        run("outlier_score(x)", src, 10)
+        run("info(x)", src, 10)
+
+
+def test_outlier_score_needs_three_peers() -> None:
+    src = MemorySource([series({"__name__": "x", "i": str(i)}, (0, v))
+                        for i, v in enumerate([1.0, 2.0])])
+    assert values(run("outlier_score(x)", src, 10)) == {}
+    src = MemorySource([series({"__name__": "x", "i": str(i)}, (0, v))
+                        for i, v in enumerate([1.0, 2.0, 3.0, 10.0])])
+    got = {dict(k)["i"]: v for k, v in values(run("outlier_score(x)", src, 10)).items()}
+    # median 2.5, deviations 1.5 0.5 0.5 7.5, MAD 1.0 -> scale 1.4826
+    assert got == pytest.approx({"0": 1.5 / 1.4826, "1": 0.5 / 1.4826, "2": 0.5 / 1.4826,
+                                 "3": 7.5 / 1.4826})
 
 
 def test_label_replace_and_join() -> None:
