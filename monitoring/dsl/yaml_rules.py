@@ -254,7 +254,8 @@ class SeedRulesBuilder(YamlAstBuilder):
         if name is None or not name.value:
             return None
         no_data = item.get("no_data")
-        policy = ast.NoDataPolicy(no_data) if no_data in _NO_DATA else None
+        policy = ast.NoDataPolicy(no_data) if isinstance(no_data, str) and no_data in _NO_DATA \
+            else None
         return ast.AlertRule(
             name=name,
             expr=condition.expr if condition is not None else None,

@@ -276,16 +276,16 @@ def test_limit_is_enforced(tmp_path: Path) -> None:
     assert failures(result) == ["    rule: copy, time: 0s, err: exceeded limit of 1 with 2 series"]
 
 
-def test_not_yet_implemented_function_is_a_clear_per_group_error(tmp_path: Path) -> None:
+def test_function_no_evaluator_runs_is_a_clear_per_group_error(tmp_path: Path) -> None:
     dsl = """
         group g {
-          record r:trend = trend(x[1h])
+          record r:info = info(x)
         }
     """
     result = run(tmp_path, """
         rule_files: [g.rules]
         tests:
-          - name: uses trend
+          - name: uses info
             input_series:
               - series: x
                 values: '1 2 3'
@@ -297,8 +297,8 @@ def test_not_yet_implemented_function_is_a_clear_per_group_error(tmp_path: Path)
                   - value: 1
     """, dsl, rules_name="g.rules")
     first, second = result.groups
-    assert first.failures == ["    rule: r:trend, time: 0s, err: not evaluated: trend() is not "
-                              "supported yet (not implemented in this version)"]
+    assert first.failures == ["    rule: r:info, time: 0s, err: function info() is not "
+                              "supported"]
     assert second.status == "failed"  # every group evaluates every rule, as promtool does
 
 
