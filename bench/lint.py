@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gen_rules import generate, to_dsl, to_prometheus
+from bench.gen_rules import generate, to_dsl, to_prometheus
 
 
 def measure(cmd: list[str], expect: set[int]) -> tuple[float, int]:
