@@ -27,7 +27,8 @@ _UNIT_ALIASES = {
 _SUFFIXES = (("_ratio", RATIO), ("_percent", PERCENT), ("_percentage", PERCENT),
              ("_pct", PERCENT))
 
-_PHI_PARAMS = {"phi"}
+_PHI_PARAMS = {"phi", "confidence", "min_relative_change"}
+"""Parameters that are fractions whatever the series' unit: ``95%`` there is always 0.95."""
 
 
 def normalise_unit(unit: str | None) -> str | None:
@@ -159,7 +160,8 @@ def _visit(
                 ctx = _PHI if param is not None and param.name in _PHI_PARAMS else subject
                 _visit(arg, ctx if arg is not subject else None, env, rule_unit, out)
             for kw in kwargs:
-                _visit(kw.value, subject, env, rule_unit, out)
+                ctx = _PHI if kw.name in _PHI_PARAMS else subject
+                _visit(kw.value, ctx, env, rule_unit, out)
         case ast.AggregateExpr(expr=e, param=param):
             if param is not None:
                 _visit(param, _PHI if expr.op == "quantile" else e, env, rule_unit, out)

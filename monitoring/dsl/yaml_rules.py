@@ -382,7 +382,7 @@ class SeedRulesBuilder(YamlAstBuilder):
             return None
         kwargs = tuple(
             ast.KeywordArg(key, lit, self.doc.entry_span((*path, key)))
-            for key in ("confidence", "min_change")
+            for key in ("confidence", "min_change", "min_relative_change")
             if key in data and (lit := self._literal((*path, key))) is not None
         )
         call = ast.Call("trend", (self._ranged(metric, window),), kwargs, span=metric.span,

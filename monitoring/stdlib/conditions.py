@@ -25,24 +25,58 @@ REGISTRY.add(
     FunctionDecl("trend",
                  (Param("v", M),
                   Param("confidence", S, optional=True, default=0.95,
-                        doc="confidence that the slope is not zero (0.5-0.999)"),
+                        doc="confidence that the slope is not zero, in [0, 1) (0.95: p <= 0.05)"),
                   Param("min_change", S, optional=True, default=0.0,
-                        doc="smallest absolute change over the window that counts")),
+                        doc="smallest change of the fitted line over the window, in the series' "
+                            "unit (`10%` of a ratio metric is 0.10)"),
+                  Param("min_relative_change", S, optional=True, default=0.0,
+                        doc="smallest change of the fitted line over the window relative to "
+                            "its value at the window's start (0.1: 10 %)")),
                  V, C.TREND,
                  "Direction of the least-squares slope over the window: 1 (increasing), "
                  "-1 (decreasing) or 0 (flat: not significant at `confidence` by a t-test on "
-                 "the slope, or smaller than `min_change`). Compare with the names "
-                 "`increasing`, `decreasing` and `flat`.", extension=True,
-                 example="trend(disk_used_ratio[6h]) == increasing"),
+                 "the slope with n - 2 degrees of freedom, or a change of the fitted line over "
+                 "the range below `min_change` or `min_relative_change`). Fewer than 3 samples "
+                 "give no result; a constant window is flat; a NaN or infinite sample gives NaN. "
+                 "Compare with the names `increasing`, `decreasing` and `flat`. "
+                 "See docs/trend-methods.md.", extension=True,
+                 example="trend(disk_used_ratio[6h], 0.99, min_change=5%) == increasing"),
     FunctionDecl("forecast",
-                 (Param("v", M), Param("horizon", S, doc="seconds ahead (`4h` works)"),
+                 (Param("v", M), Param("horizon", S, doc="seconds after the evaluation time "
+                                                         "(`4h` works)"),
                   Param("season", S, optional=True, default=0.0,
-                        doc="season length in seconds; 0 for a linear forecast")),
+                        doc="season length in seconds (at least 1); 0 for a linear forecast")),
                  V, C.TREND,
-                 "Forecast value `horizon` seconds ahead: linear least squares, or "
-                 "Holt-Winters with additive seasonality when `season` is given.",
+                 "Forecast value `horizon` seconds after the evaluation time. Linear: the "
+                 "least-squares line, exactly `predict_linear`. Seasonal (`season` > 0): additive "
+                 "Holt-Winters over the window resampled into bins of season/48 (bin means, empty "
+                 "bins carry the previous value), seasonal indices interpolated between bin "
+                 "middles; at least two seasons of data, else no result. "
+                 "See docs/trend-methods.md.",
                  extension=True, unit=Unit.SAME,
                  example="forecast(disk_used_ratio[1w], 4h, season=1d) > 95%"),
+    FunctionDecl("forecast_max",
+                 (Param("v", M), Param("horizon", S, doc="seconds after the evaluation time, > 0"),
+                  Param("season", S, optional=True, default=0.0,
+                        doc="season length in seconds (at least 1); 0 for a linear forecast")),
+                 V, C.TREND,
+                 "The highest forecast within (t, t + horizon], where `forecast` gives only the "
+                 "value at t + horizon: compare it with a threshold for \"will cross X within "
+                 "horizon\", also when a seasonal peak comes before the horizon. Linear: the "
+                 "larger of the line's values at t and t + horizon. Seasonal: the highest "
+                 "Holt-Winters forecast over the interval (at its ends or a bin middle).",
+                 extension=True, unit=Unit.SAME,
+                 example="forecast_max(disk_used_ratio[1w], 4h, season=1d) > 95%"),
+    FunctionDecl("forecast_min",
+                 (Param("v", M), Param("horizon", S, doc="seconds after the evaluation time, > 0"),
+                  Param("season", S, optional=True, default=0.0,
+                        doc="season length in seconds (at least 1); 0 for a linear forecast")),
+                 V, C.TREND,
+                 "The lowest forecast within (t, t + horizon]: \"will fall below X within "
+                 "horizon\". Linear: the smaller of the line's values at t and t + horizon. "
+                 "Seasonal: the lowest Holt-Winters forecast over the interval.",
+                 extension=True, unit=Unit.SAME,
+                 example="forecast_min(node_filesystem_avail_bytes[1d], 12h) < 0"),
     FunctionDecl("anomaly",
                  (Param("v", M),
                   Param("method", STR, optional=True, default="ensemble", choices=ANOMALY_METHODS),

@@ -54,6 +54,13 @@ group demo every 1m {
     summary "disk grows"
   }
 
+  alert NeedsInfo {
+    when info(disk_used_ratio) > 0.9
+    severity info
+    notify console
+    summary "no evaluator runs info()"
+  }
+
   record queue:depth:max = max(queue_depth)
 }
 """
@@ -85,7 +92,8 @@ def test_report_has_what_the_browser_test_needs(report: DryRunReport) -> None:
     assert any(iv.active_ms < iv.start_ms for iv in hot.intervals)  # for 5m: pending spans
     assert all(iv.labels["note"] == HOSTILE for iv in hot.intervals)
     assert by_name["QueueBacklog"].intervals
-    assert by_name["DiskTrend"].status == "not_evaluated"
+    assert by_name["DiskTrend"].status == "ok"
+    assert by_name["NeedsInfo"].status == "not_evaluated"
 
 
 def test_page_is_self_contained_and_escaped(page_file: Path) -> None:

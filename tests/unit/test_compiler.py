@@ -154,6 +154,16 @@ def test_percentages_follow_the_unit() -> None:
     assert isinstance(e, ir.Binary) and e.rhs == ir.Const(50.0)
 
 
+def test_fraction_parameters_read_percent_as_a_fraction_whatever_the_unit() -> None:
+    text = ("group g {\n alert T {\n  when trend(cpu_percent[1h], confidence=99%, "
+            "min_change=5%, min_relative_change=10%) == increasing\n }\n}\n")
+    (rule,) = compile_text(text).program.rules
+    assert isinstance(rule.condition, ir.Binary) and isinstance(rule.condition.lhs, ir.Call)
+    args = rule.condition.lhs.args
+    # confidence and min_relative_change are fractions; min_change is in the metric's unit.
+    assert args[1:] == (ir.Const(0.99), ir.Const(5.0), ir.Const(0.1))
+
+
 def test_trend_direction_names_are_constants() -> None:
     state = compile_text('group g { alert T { when trend(x[1h]) == decreasing } }')
     (rule,) = state.program.rules
