@@ -108,6 +108,7 @@ def evaluate_many(nodes: Iterable[ir.Node], source: SeriesSource, start_ms: int,
     warning, so one broken rule does not hide the others.
     """
     run = _Run(source, start_ms, end_ms, step_ms, options or QueryOptions(), False)
+    run.keep_grid = True  # rule sets feed state machines, which read the matrices
     return run.run(list(dict.fromkeys(nodes)), isolate=True)
 
 
@@ -143,6 +144,7 @@ class _Run:
         self.notes: dict[GridKey, tuple[list[str], list[str]]] = {}
         self.warnings: list[str] = []
         self.infos: list[str] = []
+        self.keep_grid = False  # attach GridValues to range results
 
     # ------------------------------------------------------------ driver
 
@@ -522,7 +524,8 @@ class _Run:
                 continue
             mask = vec.present[i]
             out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))
-        grid_values = GridValues(vec.labels, vec.values, vec.present)
+        grid_values = GridValues(vec.labels, vec.values, vec.present) if self.keep_grid \
+            else None
         return self.finish(QueryResult("matrix", steps, out, grid=grid_values))
 
     def matrix_result(self, node: ir.RangeSelector | ir.Subquery,
