@@ -81,11 +81,17 @@ REGISTRY.add(
                  (Param("v", M),
                   Param("method", STR, optional=True, default="ensemble", choices=ANOMALY_METHODS),
                   Param("season", S, optional=True, default=0.0,
-                        doc="season length in seconds for method=\"seasonal\"")),
+                        doc="season length in seconds (`1d` works): needed by "
+                            "method=\"seasonal\", adds a seasonal channel to \"ensemble\"; "
+                            "shorter than the window")),
                  V, C.ANOMALY,
-                 "Anomaly score of the newest sample against the window before it, using only "
-                 "past data: a robust z-like score where about 3 and above is unusual, "
-                 "comparable across methods.", extension=True,
+                 "Anomaly score of the window's newest sample against its earlier samples "
+                 "(past data only); on every method's scale about 3 and above is unusual. "
+                 "zscore, mad, ewma, seasonal and quantile are z-like scores; ensemble (the "
+                 "default) scores how far the value, and with a season its change from one "
+                 "season earlier, leaves the window's range (3 at the edge; use long windows). "
+                 "Fewer than 5 usable earlier samples: no output. See docs/anomaly-methods.md.",
+                 extension=True,
                  example='anomaly(latency_p99{job="api"}[1h], method="mad") > 3.5'),
     FunctionDecl("outlier_score",
                  (Param("v", V),
