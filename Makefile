@@ -30,6 +30,8 @@ bench:  ## Benchmarks (they print ratios against promtool / Prometheus; see benc
 	$(PYTHON) bench/lint.py
 	$(PYTHON) bench/eval.py
 	$(PYTHON) bench/dryrun.py
+	$(PYTHON) bench/conditions.py
+	$(PYTHON) bench/nab/run --jobs 2
 
 docs:  ## Regenerate docs/functions.md and docs/checks.md
 	$(PYTHON) -m monitoring.docgen
