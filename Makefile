@@ -33,7 +33,7 @@ bench:  ## Benchmarks (they print ratios against promtool / Prometheus; see benc
 	$(PYTHON) bench/conditions.py
 	$(PYTHON) bench/nab/run --jobs 2
 
-docs:  ## Regenerate docs/functions.md and docs/checks.md
+docs:  ## Regenerate docs/functions.md, docs/checks.md and docs/conditions/
 	$(PYTHON) -m monitoring.docgen
 
 HISTORY ?= var/history.duckdb

@@ -152,7 +152,9 @@ def main() -> int:
     for name, make in PAGES.items():
         (docs / name).write_text(make(), "utf-8")
         print(f"wrote docs/{name}")
-    return 0
+    from monitoring.docgen_conditions.pages import main as condition_pages
+
+    return condition_pages()
 
 
 if __name__ == "__main__":  # pragma: no cover

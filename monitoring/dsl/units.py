@@ -10,6 +10,8 @@ unknown, the linter says so instead of guessing.
 
 from __future__ import annotations
 
+import decimal
+
 from monitoring.dsl import ast
 from monitoring.dsl.env import Environment
 from monitoring.stdlib import REGISTRY
@@ -184,5 +186,14 @@ def _is_series(expr: ast.Expr, env: Environment) -> bool:
 
 
 def percent_value(literal: ast.PercentLiteral, unit: str | None) -> float:
-    """The number a percentage stands for under ``unit`` (a ratio when unknown)."""
-    return literal.number * PERCENT_UNITS.get(unit or RATIO, 0.01)
+    """The number a percentage stands for under ``unit`` (a ratio when unknown).
+
+    A ratio is the decimal digits as written divided by 100, rounded once: ``70%``
+    is 0.7, not 70 × 0.01 = 0.7000000000000001.
+    """
+    if PERCENT_UNITS.get(unit or RATIO, 0.01) == 1.0:
+        return literal.number
+    try:  # from the digits as written: 33.3% is 0.333, not 33.3's binary value / 100
+        return float(decimal.Decimal(literal.text.rstrip().rstrip("%")) / 100)
+    except (decimal.InvalidOperation, ValueError):
+        return literal.number / 100

@@ -96,8 +96,10 @@ group families every 1m {
   }
   alert AnomalyEnsemble {
     # Plain noise breaks a 2-hour window's range every few hours (score just over 3):
-    # 5 asks for a value beyond it by two thirds of its half-width.
-    when anomaly(latency_seconds[2h], method="ensemble") > 5
+    # 5 asks for a value beyond it by two thirds of its half-width. The ensemble flags
+    # the sample that breaks the range; evaluated every minute over 15 s samples, the
+    # subquery looks at every sample since the last evaluation.
+    when max_over_time(anomaly(latency_seconds[2h], method="ensemble")[1m:15s]) > 5
     notify console
   }
   alert AnomalyMad {
@@ -150,8 +152,9 @@ YAML = """
       - {type: threshold, metric: memory_usage_ratio, operator: ">", value: 0.8}
   channels: [console]
 - name: AnomalyEnsemble
-  condition: {type: anomaly, metric: latency_seconds, window: 2h, method: ensemble,
-              threshold: 5}
+  condition:
+    type: expr
+    expr: max_over_time(anomaly(latency_seconds[2h], method="ensemble")[1m:15s]) > 5
   channels: [console]
 - name: AnomalyMad
   condition: {type: anomaly, metric: latency_seconds, window: 1h, method: mad, threshold: 6}

@@ -164,6 +164,12 @@ def test_fraction_parameters_read_percent_as_a_fraction_whatever_the_unit() -> N
     assert args[1:] == (ir.Const(0.99), ir.Const(5.0), ir.Const(0.1))
 
 
+def test_a_percentage_is_its_decimal_digits_over_100() -> None:
+    for text, value in (("70%", 0.7), ("95%", 0.95), ("33.3%", 0.333), ("0.1%", 0.001)):
+        (rule,) = compile_text(f"group g {{ alert A {{ when x_ratio > {text} }} }}").program.rules
+        assert isinstance(rule.condition, ir.Binary) and rule.condition.rhs == ir.Const(value)
+
+
 def test_trend_direction_names_are_constants() -> None:
     state = compile_text('group g { alert T { when trend(x[1h]) == decreasing } }')
     (rule,) = state.program.rules
