@@ -45,6 +45,10 @@ def _is_trend_call(expr: ast.Expr) -> bool:
     return isinstance(expr, ast.Call) and expr.func == "trend"
 
 
+
+REQUIRED_WITH = {("anomaly", "method", "seasonal"): "season"}
+"""(function, parameter, value) -> a parameter that value needs, non-zero."""
+
 class Checker:
     """Checks expressions; one instance serves a whole run."""
 
@@ -159,7 +163,27 @@ class Checker:
                                 f"{param.name} of {call.func}() must be one of "
                                 + ", ".join(repr(c) for c in param.choices)
                                 + f", got {value.value!r}", arg.span, hint)
+        self._check_required_with(call, bound)
         return decl.returns
+
+    def _check_required_with(self, call: ast.Call,
+                             bound: list[tuple[Param | None, ast.Expr]]) -> None:
+        """A parameter that another one's value makes necessary, missing or given as 0.
+
+        ``anomaly(x[3d], method="seasonal")`` has no season to compare with.
+        """
+        given = {p.name: ast.unparen(a) for p, a in bound if p is not None}
+        for (func, name, choice), needed in REQUIRED_WITH.items():
+            arg = given.get(name)
+            if call.func != func or not isinstance(arg, ast.StringLiteral) \
+                    or arg.value != choice:
+                continue
+            value = given.get(needed)
+            if value is None or (isinstance(value, ast.NumberLiteral) and value.value == 0):
+                self._error("type/missing-argument",
+                            f'{func}() with {name}="{choice}" needs a {needed}',
+                            (value.span if value is not None else None) or arg.span or call.span,
+                            f'e.g. {func}(x[3d], {name}="{choice}", {needed}=1d)')
 
     def _bind(self, call: ast.Call, decl: FunctionDecl) -> list[tuple[Param | None, ast.Expr]]:
         n = len(call.args)

@@ -38,6 +38,8 @@ COMPILER_CODES: dict[str, str] = {
     "type/mismatch": "An argument or operand of the wrong value type.",
     "type/wrong-argument-count": "A function called with the wrong number of arguments.",
     "type/invalid-choice": "A string argument outside the values a function accepts.",
+    "type/missing-argument": "An argument that another argument's value makes necessary "
+                             "(a season for a seasonal method) is missing or 0.",
     "type/duplicate-argument": "An argument given both by position and by name.",
     "type/bool-required": "A comparison between scalars without the bool modifier.",
     "type/bool-not-allowed": "The bool modifier on an operator that is not a comparison.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from monitoring.dsl import ir
 from monitoring.dsl.compiler import compile_expression
 from monitoring.engine.memory import MemorySource
 from monitoring.engine.model import EvalError, Series, labels_of
@@ -111,8 +112,14 @@ def test_every_function_has_a_call() -> None:
 
 
 def test_a_seasonal_method_without_a_season_is_refused_clearly() -> None:
-    node, _ = compile_expression('anomaly(g[10m], "seasonal")')
-    assert node is not None
+    node, diagnostics = compile_expression('anomaly(g[10m], "seasonal")')
+    assert node is None
+    assert [d.code for d in diagnostics] == ["type/missing-argument"]
+    assert diagnostics[0].message == 'anomaly() with method="seasonal" needs a season'
+    # The evaluators refuse it too, should a caller build the node without the checker.
+    node, _ = compile_expression('anomaly(g[10m], "seasonal", 120)')
+    assert isinstance(node, ir.Call)
+    node = ir.Call(node.func, (*node.args[:2], ir.Const(0.0)))
     for engine in ("fast", "reference"):
         with pytest.raises(EvalError, match='method "seasonal" needs a season'):
             evaluator_by_name(engine)(node, _source(), START, END, STEP)
