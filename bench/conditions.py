@@ -26,7 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.table import Table
 
-from bench.eval import DAY_MS, START_MS, Measure, console, ensure_store, ours
+from bench.eval import (
+    DAY_MS,
+    DEFAULT_CACHE,
+    START_MS,
+    Measure,
+    console,
+    ensure_store,
+    ours,
+)
 from monitoring.stdlib.conditions import ANOMALY_METHODS
 
 BASELINE = "avg_over_time"
@@ -57,8 +65,8 @@ def main() -> int:
     parser.add_argument("--window", default="5m")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per expression")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 series x 1 day")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path.home() / ".cache" / "monitoring-bench" / "eval")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                        help="where the data sets are cached (shared with bench/eval.py)")
     args = parser.parse_args()
     if args.quick:
         args.series, args.days, args.runs = 60, 1.0, 1

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from rich.table import Table  # noqa: E402
 from bench.eval import (  # noqa: E402
     BLOCK_DURATION,
     DAY_MS,
+    DEFAULT_CACHE,
     START_MS,
     console,
     ensure_store,
@@ -250,9 +250,7 @@ def main() -> int:
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=1, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 series x 1 day")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "monitoring-bench" / "eval",
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
                         help="where the data sets are cached (shared with bench/eval.py)")
     parser.add_argument("--skip-prometheus", action="store_true")
     args = parser.parse_args()

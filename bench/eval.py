@@ -91,6 +91,9 @@ BLOCK_DURATION = "162h"
 DATA_VERSION = 2
 """Part of the cache key: bump when the generator or the store's layout changes
 (2: the history is compacted into the store's blocks)."""
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) \
+    / "monitoring-bench" / "eval"
+"""Where generated data sets are cached; bench/dryrun.py and bench/conditions.py share it."""
 
 console = Console(width=None if sys.stdout.isatty() else 200)
 
@@ -355,9 +358,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 60 series x 1 day, scaling 20/60/200 series x 6 h")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "monitoring-bench" / "eval")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--scaling", default="100,1000,10000",
                         help="comma-separated series counts for the scaling table ('' skips)")
     parser.add_argument("--scaling-days", type=float, default=1.0)

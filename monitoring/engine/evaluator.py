@@ -107,8 +107,9 @@ def evaluate_many(nodes: Iterable[ir.Node], source: SeriesSource, start_ms: int,
     An expression that fails gets a result with no series and the error text as a
     warning, so one broken rule does not hide the others.
     """
-    run = _Run(source, start_ms, end_ms, step_ms, options or QueryOptions(), False)
-    run.keep_grid = True  # rule sets feed state machines, which read the matrices
+    # Rule sets feed state machines, which read the result matrices.
+    run = _Run(source, start_ms, end_ms, step_ms, options or QueryOptions(), False,
+               keep_grid=True)
     return run.run(list(dict.fromkeys(nodes)), isolate=True)
 
 
@@ -124,7 +125,7 @@ class _Run:
     """One query (or rule set) evaluation: data cache, memo, annotations."""
 
     def __init__(self, source: SeriesSource, start_ms: int, end_ms: int, step_ms: int,
-                 options: QueryOptions, instant: bool) -> None:
+                 options: QueryOptions, instant: bool, keep_grid: bool = False) -> None:
         if not instant:
             if step_ms <= 0:
                 raise EvalError("zero or negative query resolution step widths are not "
@@ -144,7 +145,7 @@ class _Run:
         self.notes: dict[GridKey, tuple[list[str], list[str]]] = {}
         self.warnings: list[str] = []
         self.infos: list[str] = []
-        self.keep_grid = False  # attach GridValues to range results
+        self.keep_grid = keep_grid  # attach GridValues to range results
 
     # ------------------------------------------------------------ driver
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import numpy as np
 
 from monitoring.dsl import ir
+from monitoring.engine.fast.args import scalar_arg, string_arg, vector_arg
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.labels import get_label
-from monitoring.engine.fast.values import FloatMatrix, Scalar, String, Value, Vector
-from monitoring.engine.model import EvalError, ValueArray
+from monitoring.engine.fast.values import FloatMatrix, Value, Vector
 
 Function = Callable[[ir.Call, list[Value], Context], Value]
 
@@ -30,26 +30,11 @@ MIN_PEERS = 3
 is exactly as far from the median as the other."""
 
 
-def _vector_arg(args: list[Value], name: str) -> Vector:
-    if not isinstance(args[0], Vector):
-        raise EvalError(f"expected an instant vector as argument 1 of {name}()")
-    return args[0]
-
-
-def _bounds(args: list[Value], name: str, steps: int) -> tuple[ValueArray, ValueArray]:
-    out = []
-    for i in (1, 2):
-        value = args[i]
-        if not isinstance(value, Scalar):
-            raise EvalError(f"expected a scalar as argument {i + 1} of {name}()")
-        out.append(np.broadcast_to(np.asarray(value.values, dtype=np.float64), (steps,)))
-    return out[0], out[1]
-
-
 def _range_filter(inside: bool) -> Function:
     def run(node: ir.Call, args: list[Value], ctx: Context) -> Value:
-        vec = _vector_arg(args, node.func)
-        lo, hi = _bounds(args, node.func, vec.steps)
+        vec = vector_arg(args, 0, node.func)
+        lo = scalar_arg(args, 1, node.func, vec.steps)
+        hi = scalar_arg(args, 2, node.func, vec.steps)
         v = vec.values
         within = (v >= lo[None, :]) & (v <= hi[None, :])
         # NaN is neither inside nor outside a range, as it is never > or < a threshold.
@@ -92,13 +77,8 @@ def robust_scores(block: FloatMatrix) -> FloatMatrix:
 
 
 def _outlier_score(node: ir.Call, args: list[Value], ctx: Context) -> Value:
-    vec = _vector_arg(args, node.func)
-    by = []
-    for i in range(1, len(args)):
-        arg = args[i]
-        if not isinstance(arg, String):
-            raise EvalError(f"expected a label name as argument {i + 1} of outlier_score()")
-        by.append(arg.value)
+    vec = vector_arg(args, 0, node.func)
+    by = [string_arg(args, i, node.func) for i in range(1, len(args))]
     values = np.full(vec.values.shape, np.nan)
     with np.errstate(all="ignore"):
         for rows in peer_groups(vec, by):

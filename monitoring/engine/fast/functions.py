@@ -27,6 +27,9 @@ from monitoring.dsl import ir
 from monitoring.dsl.lexical import quote
 from monitoring.dsl.regex import compile_anchored
 from monitoring.engine.fast.aggregate import go_g
+from monitoring.engine.fast.args import scalar_arg as _scalar
+from monitoring.engine.fast.args import string_arg as _string
+from monitoring.engine.fast.args import vector_arg as _vector
 from monitoring.engine.fast.conditions import CONDITION_FUNCTIONS
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.labels import (
@@ -39,7 +42,6 @@ from monitoring.engine.fast.values import (
     BoolArray,
     FloatMatrix,
     Scalar,
-    String,
     Value,
     Vector,
     merge_same_labels,
@@ -59,28 +61,6 @@ FORCED_MONOTONICITY = (
 
 
 # ---------------------------------------------------------------- argument helpers
-
-
-def _vector(args: list[Value], i: int, name: str) -> Vector:
-    value = args[i]
-    if not isinstance(value, Vector):
-        raise EvalError(f"expected an instant vector as argument {i + 1} of {name}()")
-    return value
-
-
-def _scalar(args: list[Value], i: int, name: str, steps: int) -> ValueArray:
-    value = args[i]
-    if not isinstance(value, Scalar):
-        raise EvalError(f"expected a scalar as argument {i + 1} of {name}()")
-    out: ValueArray = np.broadcast_to(np.asarray(value.values, dtype=np.float64), (steps,))
-    return out
-
-
-def _string(args: list[Value], i: int, name: str) -> str:
-    value = args[i]
-    if not isinstance(value, String):
-        raise EvalError(f"expected a string as argument {i + 1} of {name}()")
-    return value.value
 
 
 def _flagged(vec: Vector, values: FloatMatrix, present: BoolArray | None = None) -> Vector:

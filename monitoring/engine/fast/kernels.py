@@ -22,7 +22,7 @@ then work on all windows together:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -900,19 +900,29 @@ def _order_stat(w: Windows, fn: Callable[[FloatMatrix, IndexArray, IndexArray], 
         return out, ok
     lo = w.lo.ravel()[ids]
     cnt = n.ravel()[ids]
-    order = np.argsort(cnt, kind="stable")
     flat = out.reshape(-1)
+    for part, width in padded_chunks(cnt):
+        block = _padded_windows(w, lo[part], width)
+        flat[ids[part]] = fn(sorted_nan_first(block, cnt[part]), cnt[part], ids[part])
+    return out, ok
+
+
+def padded_chunks(counts: IndexArray, width_cap: int = CHUNK
+                  ) -> Iterator[tuple[IndexArray, int]]:
+    """Positions into ``counts`` in chunks of similar length, and each chunk's width.
+
+    Windows are taken shortest first, so a chunk padded to its longest window
+    wastes little, and each chunk holds at most about ``width_cap`` cells.
+    """
+    order = np.argsort(counts, kind="stable")
     total = len(order)
     start = 0
     while start < total:
-        guess = min(total, start + max(1, CHUNK // max(1, int(cnt[order[start]]))))
-        stop = min(total, start + max(1, CHUNK // max(1, int(cnt[order[guess - 1]]))))
+        stop = min(total, start + max(1, width_cap // max(1, int(counts[order[start]]))))
+        stop = min(stop, start + max(1, width_cap // max(1, int(counts[order[stop - 1]]))))
         part = order[start:stop]
-        width = int(cnt[part].max())
-        block = _padded_windows(w, lo[part], width)
-        flat[ids[part]] = fn(sorted_nan_first(block, cnt[part]), cnt[part], ids[part])
+        yield part, int(counts[part].max())
         start = stop
-    return out, ok
 
 
 def k_quantile(w: Windows) -> Result:

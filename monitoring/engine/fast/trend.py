@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -37,6 +37,7 @@ from monitoring.engine.fast.kernels import (
     _nonfinite_in,
     _regression,
     _regression_sums,
+    padded_chunks,
 )
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError
@@ -145,25 +146,12 @@ def _moments(w: Windows, ok: BoolArray, skip: BoolArray) -> _Moments:
     return _Moments(n, sxx, sxy, syy, tbar, ybar)
 
 
-def _padded_chunks(counts: IndexArray, width_cap: int = CHUNK) -> Iterator[tuple[IndexArray, int]]:
-    """Positions into ``counts`` in chunks of similar length, and each chunk's width."""
-    order = np.argsort(counts, kind="stable")
-    total = len(order)
-    start = 0
-    while start < total:
-        stop = min(total, start + max(1, width_cap // max(1, int(counts[order[start]]))))
-        stop = min(stop, start + max(1, width_cap // max(1, int(counts[order[stop - 1]]))))
-        part = order[start:stop]
-        yield part, int(counts[part].max())
-        start = stop
-
-
 def _exact_moments(w: Windows, lo: IndexArray, hi: IndexArray
                    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
     """Two-pass centred sums of the windows ``[lo, hi)``, values taken from the first sample."""
     cnt = hi - lo
     sxx, sxy, syy, tbar, ybar = (np.zeros(len(lo)) for _ in range(5))
-    for part, width in _padded_chunks(cnt):
+    for part, width in padded_chunks(cnt, CHUNK):
         lo_p, n_p = lo[part], cnt[part]
         cols = np.arange(width)[None, :]
         mask = cols < n_p[:, None]

@@ -1,7 +1,8 @@
 """Threshold and peer-outlier conditions, one evaluation time at a time, written plainly.
 
 The fast evaluator's :mod:`monitoring.engine.fast.conditions` must agree with
-these on every input; the definitions (and the reasons for them) are there.
+these on every input; the definitions, their constants and the reasons for them
+are there.
 """
 
 from __future__ import annotations
@@ -12,14 +13,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from monitoring.dsl.ir import Call, StringConst
+from monitoring.engine.fast.conditions import MAD_SCALE, MEAN_AD_SCALE, MIN_PEERS
 from monitoring.engine.reference.values import Sample, Value, label_get
 
 if TYPE_CHECKING:
     from monitoring.engine.reference.core import Evaluator
-
-MAD_SCALE = 1.4826
-MEAN_AD_SCALE = 1.2533
-MIN_PEERS = 3
 
 Handler = Callable[["Evaluator", Call, int], Value]
 
