@@ -220,6 +220,7 @@ ENGINE_COMMANDS = (
     "monitoring.dryrun.cli",  # dry-run
     "monitoring.ruletest.cli",  # test
     "monitoring.demo_cli",  # demo-data
+    "monitoring.audit.cli",  # audit ...
 )
 """Modules that add sub-commands with ``add_parsers(subparsers)``; each sets ``func``."""
 
