@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from monitoring.audit.recovery import Alarm
+    from monitoring.audit.alarms import Alarm
 
 
 class AuditError(Exception):

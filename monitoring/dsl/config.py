@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from monitoring.dsl import ast
-from monitoring.dsl.diagnostics import Diagnostic, Severity
+from monitoring.dsl.diagnostics import Diagnostic, Severity, did_you_mean
 from monitoring.dsl.schema import validate
 from monitoring.dsl.source import SourceFile, Span
 from monitoring.dsl.yaml_rules import YamlAstBuilder
@@ -31,6 +31,15 @@ AUDIT_SEVERITIES = ("debug", "info", "notice", "warning", "error", "critical")
 AUDIT_CATEGORIES = ("authentication", "data_access", "configuration_change", "system",
                     "security", "rule_change", "alert", "notification", "silence",
                     "acknowledgement")
+AUDIT_PRESETS = ("pci_dss", "hipaa", "sox", "gdpr")
+"""Compliance presets ``audit_filters.yaml`` may list under ``compliance:`` (audit/presets.py)."""
+AUDIT_META_CLASS = "meta"
+"""The retention class of the ledger's own records: kept forever, not configurable."""
+AUDIT_BUILTIN_CLASSES = (AUDIT_META_CLASS, "standard", "pci_dss", "hipaa", "sox")
+"""Retention classes that exist without configuration (their figures: audit/presets.py)."""
+AUDIT_FILTER_KEYS = ("compliance", "retention")
+"""Top-level keys of ``audit_filters.yaml`` besides the categories."""
+_CLASS_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 """``${NAME}`` inside a setting: the value comes from the environment variable NAME."""
 
@@ -99,6 +108,22 @@ class AuditFilter:
     span: Span | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionSetting:
+    """A retention class as ``audit_filters.yaml`` sets it (unset parts keep the built-in's).
+
+    ``forever`` is ``retain: forever`` (never pruned); ``hold`` is a legal hold (GDPR
+    Art. 17(3)(b)/(e)): nothing of the class is pruned or erased while it is set.
+    """
+
+    name: ast.Name
+    retain: ast.Duration | None = None
+    forever: bool = False
+    hot: ast.Duration | None = None
+    hold: bool | None = None
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
 T = TypeVar("T")
 
 
@@ -109,6 +134,10 @@ class Config:
     channels: tuple[NotificationChannel, ...] = ()
     policies: tuple[EscalationPolicy, ...] = ()
     audit_filters: tuple[AuditFilter, ...] = ()
+    compliance: tuple[ast.Name, ...] = ()
+    """Compliance presets named in ``audit_filters.yaml`` (``compliance: [pci_dss]``)."""
+    retention: tuple[RetentionSetting, ...] = ()
+    """Retention classes set in ``audit_filters.yaml`` (``retention: {pci_dss: {...}}``)."""
 
     def channel(self, name: str) -> NotificationChannel | None:
         """The channel called ``name``, if configured."""
@@ -134,7 +163,13 @@ class Config:
         filters = _merge(self.audit_filters, other.audit_filters, lambda f: f.category,
                          lambda f: f.span, "config/duplicate-audit-category",
                          "audit category", diags)
-        return Config(channels, policies, filters), diags
+        seen = {n.value for n in self.compliance}
+        compliance = (*self.compliance,
+                      *(n for n in other.compliance if n.value not in seen))
+        retention = _merge(self.retention, other.retention, lambda r: r.name.value,
+                           lambda r: r.name.span, "config/duplicate-retention-class",
+                           "retention class", diags)
+        return Config(channels, policies, filters, compliance, retention), diags
 
 
 def _merge(first: Sequence[T], second: Sequence[T], key: Callable[[T], str],
@@ -266,6 +301,70 @@ class _ConfigBuilder(YamlAstBuilder):
         return tuple(out)
 
 
+    def compliance(self) -> tuple[ast.Name, ...]:
+        """The presets of ``compliance:``; unknown names were reported by the schema."""
+        values = self.get(("compliance",))
+        out: list[ast.Name] = []
+        for i, value in enumerate(values if isinstance(values, list) else []):
+            if value in AUDIT_PRESETS and value not in {n.value for n in out}:
+                out.append(ast.Name(value, self.span(("compliance", i))))
+        return tuple(out)
+
+    def retention(self) -> tuple[RetentionSetting, ...]:
+        """The classes of ``retention:``, with their durations checked and located."""
+        data = self.get(("retention",))
+        out: list[RetentionSetting] = []
+        for name, body in (data.items() if isinstance(data, dict) else ()):
+            if isinstance(body, dict) and (setting := self._retention_class(name, body)):
+                out.append(setting)
+        return tuple(out)
+
+    def _retention_class(self, name: str, body: dict[str, Any]) -> RetentionSetting | None:
+        path: YamlPath = ("retention", name)
+        key = self.doc.key_span(path)
+        if name == AUDIT_META_CLASS:
+            self.error("config/retention-meta", "the meta retention class cannot be changed",
+                       key, "it holds the ledger's own records (genesis, key rotations, "
+                       "prunes, erasures), which are needed to verify the rest and are kept "
+                       "forever")
+            return None
+        if not _CLASS_NAME.match(name):
+            self.error("config/retention-class-name", f"invalid retention class name {name!r}",
+                       key, "use lowercase letters, digits and '_', starting with a letter")
+            return None
+        retain_text = body.get("retain")
+        forever = retain_text == "forever"
+        retain = None if forever or not isinstance(retain_text, str) else \
+            self.duration_text((*path, "retain"), retain_text)
+        hot_text = body.get("hot")
+        hot = self.duration_text((*path, "hot"), hot_text) if isinstance(hot_text, str) \
+            else None
+        hold = body.get("hold") if isinstance(body.get("hold"), bool) else None
+        if name not in AUDIT_BUILTIN_CLASSES and (hint := did_you_mean(
+                name, AUDIT_BUILTIN_CLASSES[1:])):
+            self.warning("config/retention-new-class", f"{name!r} is not a built-in retention "
+                         "class, so this defines a new one", key, hint)
+        if name not in AUDIT_BUILTIN_CLASSES and retain is None and not forever:
+            if "retain" not in body:
+                self.error("config/retention-retain", f"the new retention class {name!r} "
+                           "needs 'retain'", key, "e.g. retain: 400d (or forever); the "
+                           f"built-in classes are {', '.join(AUDIT_BUILTIN_CLASSES[1:])}")
+            return None
+        for what, duration in (("retain", retain), ("hot", hot)):
+            if duration is not None and duration.ms <= 0 and duration.span is not None:
+                self.error("config/retention-duration", f"'{what}' must be longer than 0",
+                           duration.span)
+                return None
+        if retain is not None and hot is not None and hot.ms > retain.ms and \
+                hot.span is not None:
+            self.error("config/retention-hot", f"'hot' ({hot}) is longer than 'retain' "
+                       f"({retain})", hot.span, "entries cannot stay hot longer than they "
+                       "are kept")
+            return None
+        return RetentionSetting(ast.Name(name, key), retain, forever, hot, hold,
+                                self.full_span(path))
+
+
 def _count(value: Any) -> int:
     """A non-negative count field (``repeat``), 0 when absent or invalid."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -294,7 +393,8 @@ def config_from_yaml(doc: YamlDocument, schema_name: str) -> tuple[Config, list[
     elif schema_name == "escalation_policies":
         config = Config(policies=builder.policies())
     elif schema_name == "audit_filters":
-        config = Config(audit_filters=builder.audit_filters())
+        config = Config(audit_filters=builder.audit_filters(),
+                        compliance=builder.compliance(), retention=builder.retention())
     else:
         raise ValueError(f"not a configuration schema: {schema_name!r}")
     diagnostics.extend(builder.diagnostics)
@@ -319,5 +419,5 @@ def load_escalation_policies(source: SourceFile) -> tuple[Config, list[Diagnosti
 
 
 def load_audit_filters(source: SourceFile) -> tuple[Config, list[Diagnostic]]:
-    """Load ``audit_filters.yaml``: its filters."""
+    """Load ``audit_filters.yaml``: its filters, compliance presets and retention classes."""
     return _load(source, "audit_filters")

@@ -85,6 +85,16 @@ COMPILER_CODES: dict[str, str] = {
     "config/duplicate-channel": "A notification channel defined twice.",
     "config/duplicate-policy": "An escalation policy defined twice.",
     "config/duplicate-audit-category": "An audit filter category defined twice.",
+    "config/duplicate-retention-class": "An audit retention class defined twice.",
+    "config/retention-class-name": "An audit retention class name that is not lowercase "
+    "letters, digits and '_'.",
+    "config/retention-duration": "A retention duration ('retain' or 'hot') of zero or less.",
+    "config/retention-hot": "A retention class whose 'hot' age is longer than its 'retain'.",
+    "config/retention-meta": "An attempt to change the 'meta' retention class (the ledger's "
+    "own records, kept forever).",
+    "config/retention-new-class": "A retention class that is not built in, so it defines a new "
+    "one (warning when its name is close to a built-in one).",
+    "config/retention-retain": "A new retention class without 'retain'.",
     "config/stage-order": "Escalation stages whose delays do not increase (warning).",
     "io/not-found": "A path that does not exist.",
     "io/unreadable": "A file that cannot be read or is not UTF-8.",
