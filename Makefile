@@ -31,6 +31,7 @@ bench:  ## Benchmarks (they print ratios against promtool / Prometheus; see benc
 	$(PYTHON) bench/eval.py
 	$(PYTHON) bench/dryrun.py
 	$(PYTHON) bench/conditions.py
+	$(PYTHON) bench/ledger.py
 	$(PYTHON) bench/nab/run --jobs 2
 
 docs:  ## Regenerate docs/functions.md, docs/checks.md and docs/conditions/
