@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from monitoring.dsl import ast
-from monitoring.dsl.config import AUDIT_CATEGORIES, CHANNEL_TYPES, Config, config_from_yaml
+from monitoring.dsl.config import (
+    AUDIT_CATEGORIES,
+    AUDIT_FILTER_KEYS,
+    CHANNEL_TYPES,
+    Config,
+    config_from_yaml,
+)
 from monitoring.dsl.diagnostics import Diagnostic, Severity, whole_file
 from monitoring.dsl.limits import LIMITS
 from monitoring.dsl.parser import Comment, parse_rule_file
@@ -223,7 +229,7 @@ def format_by_shape(data: Any) -> FileFormat:
             return FileFormat.PROMETHEUS
         if isinstance(data.get("tests"), list):
             return FileFormat.PROMTOOL_TESTS
-        if all(key in AUDIT_CATEGORIES for key in data):
+        if all(key in AUDIT_CATEGORIES or key in AUDIT_FILTER_KEYS for key in data):
             return FileFormat.AUDIT_FILTERS
         if all(_is_channel(key, value) for key, value in data.items()):
             return FileFormat.NOTIFICATION_CONFIG

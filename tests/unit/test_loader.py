@@ -125,6 +125,8 @@ def test_format_by_name(name: str, expected: FileFormat | None) -> None:
          FileFormat.NOTIFICATION_CONFIG),
         ({"console": None}, FileFormat.NOTIFICATION_CONFIG),
         ({"security": {"min_severity": "info"}}, FileFormat.AUDIT_FILTERS),
+        ({"compliance": ["pci_dss"], "authentication": {}}, FileFormat.AUDIT_FILTERS),
+        ({"retention": {"pci_dss": {"hot": "90d"}}}, FileFormat.AUDIT_FILTERS),
         ({"rule_files": ["r.yml"], "tests": []}, FileFormat.PROMTOOL_TESTS),
         (None, FileFormat.EMPTY), ([], FileFormat.EMPTY), ({}, FileFormat.EMPTY),
         ({"apiVersion": "v1"}, FileFormat.UNKNOWN), ([1, 2], FileFormat.UNKNOWN),
