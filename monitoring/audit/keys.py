@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from monitoring.audit.errors import NoteError, SigningKeyError, VerifyFailure
+from monitoring.audit.fsutil import write_atomic
 from monitoring.audit.note import (
     Checkpoint,
     CosignatureSigner,
@@ -163,25 +164,11 @@ def write_secret_file(path: Path, data: bytes) -> None:
     """Create ``path`` with mode 0600 holding ``data``; refuses to overwrite a file."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
-                     0o600)
+        write_atomic(path, data, mode=0o600, replace=False)
     except FileExistsError:
         raise SigningKeyError(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot create key file: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def create_secret_file(path: Path, data: bytes) -> bool:

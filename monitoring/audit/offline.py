@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from monitoring.audit.errors import (
     ProofError,
     VerifyFailure,
 )
+from monitoring.audit.fsutil import write_atomic
 from monitoring.audit.keys import KeyHistory, accepted_keys
 from monitoring.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from monitoring.audit.note import NoteVerifier, b64decode_strict, b64encode
@@ -127,23 +126,8 @@ def save_state(path: Path, state: dict[str, Remembered]) -> None:
     doc = {"v": STATE_VERSION, "checkpoints": {
         origin: {"size": r.size, "root": b64encode(r.root), "note": r.note}
         for origin, r in sorted(state.items())}}
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
+    write_atomic(path, text.encode("utf-8"), mode=0o600)
 
 
 def check_against(remembered: Remembered | None, receipt: Receipt) -> bool:

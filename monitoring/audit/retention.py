@@ -346,15 +346,6 @@ def remove_payloads(cur: duckdb.DuckDBPyConnection, ranges: Sequence[Range]) -> 
     return present
 
 
-def allow_removed_payloads(cur: duckdb.DuckDBPyConnection) -> None:
-    """Nothing to do: the schema (storage.py) lets every payload column be NULL.
-
-    Kept so that callers written against the first schema (whose search columns were NOT NULL
-    and needed an ALTER before a prune) keep working; no such store exists outside tests.
-    """
-    del cur
-
-
 def append_record(ledger: Ledger, category: str, action: str, resource: str,
                   details: Mapping[str, Any]) -> Appended:
     """Append a meta-event and wait until it is durable and checkpointed; refuse if filtered."""

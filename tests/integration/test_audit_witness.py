@@ -41,6 +41,7 @@ from monitoring.audit.ledger import Ledger
 from monitoring.audit.note import Checkpoint, CosignatureVerifier, sign_checkpoint
 from monitoring.audit.note import verify_cosignature as open_cosigned
 from monitoring.audit.witness import EVIDENCE_FILE, SIZE_CONTENT_TYPE
+from tests.support.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 ORIGIN = "monitoring.local/audit/feedc0de00000000feedc0de00000000"
@@ -101,14 +102,7 @@ class WitnessProcess:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGCONT)
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+        stop_process_group(proc)
         if proc.stdout is not None:
             proc.stdout.close()
 

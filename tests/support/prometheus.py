@@ -9,9 +9,7 @@ folder listening on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +18,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from tests.support.processes import stop_process_group
 
 
 class PeerMissing(RuntimeError):
@@ -118,14 +118,8 @@ class PrometheusServer:
         """Stop the server by its PID (and its process group)."""
         proc = self.process
         try:
-            if proc is None or proc.poll() is not None:
-                return
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=20)
+            if proc is not None:
+                stop_process_group(proc)
         finally:
             if self._log is not None:
                 self._log.close()

@@ -24,7 +24,6 @@ from monitoring.audit.merkle import MemoryTree, leaf_hash, root_from_leaves
 from monitoring.audit.note import Checkpoint, sign_checkpoint
 from monitoring.audit.recovery import acknowledge, startup_check
 from monitoring.audit.retention import (
-    allow_removed_payloads,
     append_record,
     remove_payloads,
     run_maintenance,
@@ -271,7 +270,6 @@ PRUNE = ("UPDATE audit_entries SET envelope = NULL, ts_us = NULL, category = NUL
 
 def prune_behind_the_ledgers_back(files: Store, where: str) -> None:
     with files.connect() as conn:
-        allow_removed_payloads(conn)
         conn.execute(PRUNE + where)
 
 
