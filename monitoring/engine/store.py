@@ -149,6 +149,9 @@ samples would hold two copies at once; groups of series of about this many
 samples (64 MB) bound that, and are few enough that the cost of each query
 does not show."""
 
+_MATCHED_LIMIT = 4096
+"""Matcher answers a store keeps at most (see ``Store._matching``)."""
+
 BLOCK_MS = 86_400_000
 """The time windows of blocks: a block holds one series' samples of one aligned
 UTC day ``[k * BLOCK_MS, (k + 1) * BLOCK_MS)``. A week of a series is then 7
@@ -213,6 +216,10 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self._doomed = False
+        # Matchers -> chosen series, valid while the series table shows the same stamp
+        # (see :meth:`_matching`).
+        self._matched: dict[tuple[tuple[str, ...], ...], dict[int, Labels]] = {}
+        self._matched_stamp: tuple[int, int] | None = None
         self._con = _connect(self.path, read_only)
         if memory_limit is not None:
             try:
@@ -306,10 +313,12 @@ class Store:
             except BaseException:
                 self._depth = 0
                 self._con.rollback()
+                self._forget_series()
                 raise
             self._depth = 0
             if self._doomed:
                 self._con.rollback()
+                self._forget_series()
                 raise StoreError(f"{self.path}: a write inside the transaction failed; "
                                  "nothing was written")
             self._con.commit()
@@ -555,6 +564,7 @@ class Store:
         return first
 
     def _insert_series(self, label_sets: list[Labels], keys: list[str], first: int) -> None:
+        self._forget_series()
         names = [dict(ls).get(METRIC_NAME) for ls in label_sets]
         rest = [[p for p in ls if p[0] != METRIC_NAME] for ls in label_sets]
         self._con.execute(
@@ -632,32 +642,50 @@ class Store:
                      limit: int) -> Iterator[list[Series]]:
         """The samples of the chosen series in ``[lo, hi]``, about ``limit`` per group.
 
-        The caller holds the lock.
+        The caller holds the lock. The usual read (an evaluation's recent
+        window: head rows only, far fewer than ``limit``) is two queries: the
+        blocks' sizes, then the head rows, at most ``limit`` of them; only when
+        that many come back are the head rows counted per series to split the
+        read into groups. Reads that would exceed ``limit`` at one sample per
+        second per series are counted first, so a long read does not fetch a
+        group's worth of rows only to throw them away.
         """
         ids = np.array(sorted(chosen), dtype=np.int64)
+        blocks = self._block_counts(ids, lo, hi)
+        room = limit - sum(n for _, n in blocks)
+        if room > 0 and len(ids) * ((hi - lo) // 1000 + 1) <= room:
+            rows = self._read_head(ids, lo, hi, room + 1)
+            if len(rows[0]) <= room:
+                yield self._read_series(chosen, ids, lo, hi, rows, bool(blocks))
+                return
         head_counts = self._head_counts(ids, lo, hi)
         head = {sid for sid, _ in head_counts}
-        for group in _groups(self._sample_counts(ids, lo, hi, head_counts), limit):
-            yield self._read_series(chosen, group, lo, hi,
-                                    any(int(i) in head for i in group))
+        for group in _groups(self._sample_counts(ids, lo, hi, head_counts, blocks), limit):
+            rows = self._read_head(group, lo, hi) if any(int(i) in head for i in group) \
+                else _NO_ROWS
+            yield self._read_series(chosen, group, lo, hi, rows, True)
 
     def _read_series(self, chosen: Mapping[int, Labels], ids: IndexArray, lo: int,
-                     hi: int, head: bool) -> list[Series]:
+                     hi: int, head_rows: tuple[IndexArray, TimeArray, ValueArray],
+                     blocks: bool) -> list[Series]:
         """The series ``ids`` (sorted) with their samples in ``[lo, hi]``, in id order.
 
         Blocks are fetched whole (their bytes are the arrays) and cut per series
         with ``searchsorted``; head rows are added to the series that have any.
         Head and blocks never share a window, so a series holding both needs
-        only a sort by time, no de-duplication. ``head`` says whether any of
-        the series has head rows in the interval (if not, that query is skipped).
+        only a sort by time, no de-duplication. ``head_rows`` are the series'
+        head rows in the interval, already read; ``blocks`` says whether any
+        of the series may have blocks there (if not, that query is skipped).
         """
-        with self._view({"id": ids}) as chosen_ids:
-            cols = self._con.execute(
-                f"SELECT series_id, mint, n, ts, vals FROM blocks WHERE maxt >= $lo"
-                f" AND mint <= $hi AND series_id BETWEEN $slo AND $shi"
-                f" AND series_id IN (SELECT id FROM {chosen_ids})",
-                {"lo": lo, "hi": hi, "slo": int(ids[0]), "shi": int(ids[-1])}).fetchnumpy()
         parts: dict[int, tuple[TimeArray, ValueArray]] = {}
+        cols: dict[str, Any] = {"series_id": ()}
+        if blocks:
+            with self._view({"id": ids}) as chosen_ids:
+                cols = self._con.execute(
+                    f"SELECT series_id, mint, n, ts, vals FROM blocks WHERE maxt >= $lo"
+                    f" AND mint <= $hi AND series_id BETWEEN $slo AND $shi"
+                    f" AND series_id IN (SELECT id FROM {chosen_ids})",
+                    {"lo": lo, "hi": hi, "slo": int(ids[0]), "shi": int(ids[-1])}).fetchnumpy()
         if len(cols["series_id"]):
             bsid = np.asarray(cols["series_id"], dtype=np.int64)
             order = np.lexsort((np.asarray(cols["mint"], dtype=np.int64), bsid))
@@ -677,11 +705,7 @@ class Store:
                 j = a + int(np.searchsorted(ts[a:b], hi, side="right"))
                 if j > i:
                     parts[int(bsid[f])] = (ts[i:j], values[i:j])
-        if head:
-            hsid, hts, hvalues = self._read_head(ids, lo, hi)
-        else:
-            hsid = hts = np.empty(0, dtype=np.int64)
-            hvalues = np.empty(0, dtype=np.float64)
+        hsid, hts, hvalues = head_rows
         if len(hsid):
             starts = np.flatnonzero(np.diff(hsid)) + 1
             for a, b in itertools.pairwise([0, *starts.tolist(), len(hsid)]):
@@ -695,6 +719,21 @@ class Store:
                     parts[key] = (hts[a:b], hvalues[a:b])
         return [Series(chosen[k], *parts[k]) for k in sorted(parts)]
 
+    def change_stamp(self) -> tuple[int, ...]:
+        """Row counts of the tables and the largest series id: changed by any write.
+
+        Except a write that replaces samples at times they already had (same
+        counts): callers that keep what they read (the live engine's read
+        cache) learn of their own writes otherwise and use this only to notice
+        writes made around them.
+        """
+        with self._lock:
+            [row] = self._con.execute(
+                "SELECT (SELECT count(*) FROM samples), (SELECT count(*) FROM blocks),"
+                " (SELECT coalesce(sum(n), 0) FROM blocks), (SELECT count(*) FROM series),"
+                " (SELECT coalesce(max(id), 0) FROM series)").fetchall()
+        return tuple(int(v) for v in row)
+
     def series_matching(self, matchers: Sequence[Matcher]) -> list[Labels]:
         """The label sets of every stored series that satisfies all ``matchers``."""
         with self._lock:
@@ -702,6 +741,36 @@ class Store:
         return [chosen[i] for i in sorted(chosen)]
 
     def _matching(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
+        """The series (id -> labels) the matchers choose; the caller holds the lock.
+
+        Evaluations ask the same selectors again and again (every rule group,
+        every evaluation) while the series table rarely changes, so answers are
+        kept. They are dropped when this store inserts, deletes or rolls back
+        series, and checked against a stamp of the series table (its row count
+        and largest id: ids only grow, so any insert or delete changes it) in
+        case another connection to the same database changed it. The returned
+        mapping is shared: callers must not change it.
+        """
+        key = tuple(tuple(m) for m in matchers)
+        [(count, last)] = self._con.execute(
+            "SELECT count(*), coalesce(max(id), 0) FROM series").fetchall()
+        stamp = (int(count), int(last))
+        if stamp != self._matched_stamp:
+            self._forget_series()
+            self._matched_stamp = stamp
+        found = self._matched.get(key)
+        if found is None:
+            if len(self._matched) >= _MATCHED_LIMIT:  # ad-hoc queries: keep it bounded
+                self._matched.clear()
+            found = self._matched[key] = self._match(matchers)
+        return found
+
+    def _forget_series(self) -> None:
+        """Drop the kept matcher answers (the series table changed)."""
+        self._matched.clear()
+        self._matched_stamp = None
+
+    def _match(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         for _name, op, want in matchers:
             if op in ("=~", "!~"):
                 try:
@@ -716,14 +785,19 @@ class Store:
                 out[int(sid)] = ls
         return out
 
-    def _read_head(self, ids: IndexArray, mint_ms: int, maxt_ms: int
+    def _read_head(self, ids: IndexArray, mint_ms: int, maxt_ms: int, limit: int | None = None
                    ) -> tuple[IndexArray, TimeArray, ValueArray]:
-        """Head rows of the series ``ids`` (sorted) in ``[mint_ms, maxt_ms]``, sorted."""
+        """Head rows of the series ``ids`` (sorted) in ``[mint_ms, maxt_ms]``, sorted.
+
+        With ``limit``, at most that many rows (any of them: the caller uses a
+        result that short of the limit, which is then every row).
+        """
+        cap = "" if limit is None else f" LIMIT {int(limit)}"
         with self._view({"id": ids}) as chosen:
             cols = self._con.execute(
                 f"SELECT series_id, ts, value FROM samples WHERE ts BETWEEN $lo AND $hi"
                 f" AND series_id BETWEEN $slo AND $shi"
-                f" AND series_id IN (SELECT id FROM {chosen})",
+                f" AND series_id IN (SELECT id FROM {chosen}){cap}",
                 {"lo": mint_ms, "hi": maxt_ms, "slo": int(ids[0]), "shi": int(ids[-1])},
             ).fetchnumpy()
         sid = np.asarray(cols["series_id"], dtype=np.int64)
@@ -777,7 +851,8 @@ class Store:
                 yield from group
 
     def _sample_counts(self, ids: IndexArray, lo: int, hi: int,
-                       head: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+                       head: list[tuple[int, int]] | None = None,
+                       blocks: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
         """(series id, about how many samples in ``[lo, hi]``) of the ids that may have any.
 
         Blocks overlapping the interval count whole: the figure only sizes the
@@ -786,15 +861,30 @@ class Store:
         if not len(ids):
             return []
         counts = dict(self._head_counts(ids, lo, hi) if head is None else head)
+        for sid, n in self._block_counts(ids, lo, hi) if blocks is None else blocks:
+            counts[sid] = counts.get(sid, 0) + n
+        return sorted(counts.items())
+
+    def _block_counts(self, ids: IndexArray, lo: int, hi: int) -> list[tuple[int, int]]:
+        """(series id, samples of its blocks overlapping ``[lo, hi]``) of the ids with any.
+
+        Recent windows usually lie after every block (the newest day stays in
+        the head): one cheap look at the blocks' times answers those.
+        """
+        if not len(ids):
+            return []
+        [(overlapping,)] = self._con.execute(
+            "SELECT count(*) FROM blocks WHERE maxt >= $lo AND mint <= $hi",
+            {"lo": lo, "hi": hi}).fetchall()
+        if not overlapping:
+            return []
         with self._view({"id": ids}) as chosen:
             rows = self._con.execute(
                 f"SELECT series_id, sum(n) FROM blocks WHERE maxt >= $lo AND mint <= $hi"
                 f" AND series_id BETWEEN $slo AND $shi"
                 f" AND series_id IN (SELECT id FROM {chosen}) GROUP BY series_id",
                 {"lo": lo, "hi": hi, "slo": int(ids[0]), "shi": int(ids[-1])}).fetchall()
-        for sid, n in rows:
-            counts[int(sid)] = counts.get(int(sid), 0) + int(n)
-        return sorted(counts.items())
+        return [(int(sid), int(n)) for sid, n in rows]
 
     def _head_counts(self, ids: IndexArray, lo: int, hi: int) -> list[tuple[int, int]]:
         """(series id, head rows in ``[lo, hi]``) of the given ids that have any, by id."""
@@ -825,6 +915,8 @@ class Store:
                 " UNION SELECT DISTINCT series_id FROM blocks)"
             ).fetchone()
             gone = int(row[0]) if row else 0
+            if gone:
+                self._forget_series()
         return Retention(deleted, gone)
 
     def _drop_blocks_before(self, ts_ms: int) -> int:
@@ -1085,6 +1177,10 @@ def decode_blocks(cols: Mapping[str, Any]) -> tuple[IndexArray, TimeArray, Value
     ts = np.concatenate([np.frombuffer(b, dtype="<i8") for b in cols["ts"][order]])
     values = np.concatenate([np.frombuffer(b, dtype="<f8") for b in cols["vals"][order]])
     return sid, ts.astype(np.int64), values.astype(np.float64)
+
+
+_NO_ROWS: tuple[IndexArray, TimeArray, ValueArray] = (
+    np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
 def _groups(counts: list[tuple[int, int]], limit: int) -> Iterator[IndexArray]:

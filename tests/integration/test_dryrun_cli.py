@@ -7,7 +7,6 @@ a recording rule's samples are the group's evaluation times.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from monitoring.cli import main
 from monitoring.dryrun.schedule import group_phase_ms
 from monitoring.dryrun.schema import COMPARE_SCHEMA, REPORT_SCHEMA
 from monitoring.engine.store import Store
-from tests.support.prometheus import PeerMissing, free_port, require
+from tests.support.prometheus import free_port, peer_binary
 from tests.unit.test_dryrun_engine import MIN, T0, minute_wave, square, write_store
 
 RULES = """
@@ -275,12 +274,7 @@ def test_compare(setup: tuple[Path, Path], tmp_path: Path,
 
 @pytest.fixture
 def prometheus_binary() -> str:
-    try:
-        return require("prometheus")
-    except PeerMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    return peer_binary("prometheus")
 
 
 @pytest.fixture

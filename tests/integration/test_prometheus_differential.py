@@ -83,11 +83,10 @@ from monitoring.engine.query_cli import render
 from monitoring.engine.store import Store
 from tests.support import datagen
 from tests.support.prometheus import (
-    PeerMissing,
     PrometheusError,
     PrometheusServer,
     create_blocks,
-    require,
+    peer_binary,
 )
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -104,13 +103,8 @@ Peer = tuple[PrometheusServer, Store]
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    try:
-        require("prometheus")
-        require("promtool")
-    except PeerMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    peer_binary("prometheus")
+    peer_binary("promtool")
     root = tmp_path_factory.mktemp("differential")
     store = Store(root / "history.duckdb")
     for chunk in datagen.generate_chunks(N_SERIES, START_MS, DURATION_MS):

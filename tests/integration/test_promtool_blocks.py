@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from monitoring.engine.ingest import IngestError, parse_file
 from monitoring.engine.model import STALE_NAN, Labels, Series, is_stale, labels_of
 from monitoring.engine.store import Store
 from tests.support import datagen
-from tests.support.prometheus import PeerMissing, create_blocks, require
+from tests.support.prometheus import create_blocks, peer_binary
 
 DURATION_MS = 3 * 3600_000
 Point = tuple[int, str]
@@ -36,12 +35,7 @@ Point = tuple[int, str]
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    try:
-        return require("promtool")
-    except PeerMissing as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(e))
-        pytest.skip(str(e))
+    return peer_binary("promtool")
 
 
 def value_key(v: float) -> str:

@@ -9,15 +9,19 @@ folder listening on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import pytest
 
 from tests.support.processes import stop_process_group
 
@@ -32,6 +36,21 @@ def require(binary: str) -> str:
     if path is None:
         raise PeerMissing(f"{binary} not found: install the Debian package 'prometheus'")
     return path
+
+
+def peer(find: Callable[[], str]) -> str:
+    """``find()``'s binary; without it the test is skipped, or fails under ``CI=true``."""
+    try:
+        return find()
+    except PeerMissing as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{e}; required under CI")
+        pytest.skip(str(e))
+
+
+def peer_binary(name: str) -> str:
+    """The peer binary ``name`` (prometheus, promtool), as :func:`peer` finds it."""
+    return peer(lambda: require(name))
 
 
 def free_port() -> int:
@@ -70,6 +89,8 @@ class PrometheusServer:
     process: subprocess.Popen[bytes] | None = None
     flags: tuple[str, ...] = ()
     """Extra command-line flags, after the defaults (a repeated flag: the last one wins)."""
+    self_scrape_s: float | None = None
+    """Scrape itself at this interval (seconds), as job ``prometheus``; default: no scraping."""
     _log: BinaryIO | None = None
 
     def __enter__(self) -> PrometheusServer:
@@ -89,7 +110,12 @@ class PrometheusServer:
         binary = require("prometheus")
         self.port = self.port or free_port()
         config = self.storage / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n")
+        text = "global:\n  scrape_interval: 1h\n  evaluation_interval: 1h\n"
+        if self.self_scrape_s is not None:
+            text += ("scrape_configs:\n  - job_name: prometheus\n"
+                     f"    scrape_interval: {self.self_scrape_s:g}s\n"
+                     f"    static_configs:\n      - targets: ['127.0.0.1:{self.port}']\n")
+        config.write_text(text)
         self._log = log = open(self.storage / "prometheus.log", "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={self.storage}",

@@ -115,6 +115,18 @@ def grouping_key(labels: Labels, grouping: tuple[str, ...], without: bool) -> La
     return tuple(p for p in labels if p[0] in keep)
 
 
+def grouping_keys(labels: list[Labels], grouping: tuple[str, ...],
+                  without: bool) -> list[Labels]:
+    """:func:`grouping_key` of every label set (the label names looked up once)."""
+    if without:
+        drop = {*grouping, METRIC_NAME}
+        return [tuple(p for p in lab if p[0] not in drop) for lab in labels]
+    if not grouping:
+        return [()] * len(labels)
+    keep = set(grouping)
+    return [tuple(p for p in lab if p[0] in keep) for lab in labels]
+
+
 def _param_values(param: Value | None, steps: int, op: str) -> ValueArray:
     if not isinstance(param, Scalar):
         raise EvalError(f"expected a scalar parameter for {op}")
@@ -155,14 +167,26 @@ class _Groups:
         self.starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]) \
             if n else np.zeros(0, dtype=np.int64)
         self.sizes = np.diff(np.r_[self.starts, n])
-        pos = np.arange(n) - np.repeat(self.starts, self.sizes)
-        by_pos = np.argsort(pos, kind="stable")
-        bounds = np.r_[0, np.cumsum(np.bincount(pos, minlength=1))] if n else np.zeros(1, int)
-        self.slabs: list[tuple[IndexArray, IndexArray]] = []
-        for p in range(len(bounds) - 1):
-            idx = by_pos[bounds[p]:bounds[p + 1]]
-            rows = order[idx]
-            self.slabs.append((rows, ids[rows]))
+        self._slabs: list[tuple[IndexArray, IndexArray]] | None = None
+
+    @property
+    def slabs(self) -> list[tuple[IndexArray, IndexArray]]:
+        """Per rank ``r``: the ``r``-th row of every group that has one, and those groups.
+
+        Built on first use: one entry per rank is a Python loop as long as the
+        largest group, which the cumulative-sum path of sums and means avoids.
+        """
+        if self._slabs is None:
+            n = len(self.ids)
+            pos = np.arange(n) - np.repeat(self.starts, self.sizes)
+            by_pos = np.argsort(pos, kind="stable")
+            bounds = np.r_[0, np.cumsum(np.bincount(pos, minlength=1))] if n \
+                else np.zeros(1, int)
+            self._slabs = []
+            for p in range(len(bounds) - 1):
+                rows = self.order[by_pos[bounds[p]:bounds[p + 1]]]
+                self._slabs.append((rows, self.ids[rows]))
+        return self._slabs
 
     def members(self, g: int) -> IndexArray:
         """The rows of group ``g`` in input order."""
@@ -188,7 +212,7 @@ def aggregate(node: ir.Aggregate, vec: Vector, param: Value | None, ctx: Context
         _quantile_warnings(q, node, ctx)
     if not len(vec):
         return Vector.empty(steps)
-    keys = [grouping_key(lab, node.grouping, node.without) for lab in vec.labels]
+    keys = grouping_keys(vec.labels, node.grouping, node.without)
     ids, distinct = group_ids(keys)
     groups = _Groups(ids, len(distinct))
     fn = _SIMPLE.get(op)
@@ -296,8 +320,79 @@ def _min(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
 # ---------------------------------------------------------------- order-dependent ones
 
 
+def _kahan_columns(vec: Vector, groups: _Groups
+                   ) -> tuple[FloatMatrix, FloatMatrix, FloatMatrix] | None:
+    """Each group's Kahan sum (total, compensation) and sample count, ``[groups × steps]``.
+
+    The same additions in the same order as the rank-by-rank loop, without a loop
+    over ranks: groups of similar size (sizes up to the same power of two) are
+    laid out as ``[rank × (group, step)]`` columns, absent cells padded with
+    ``-0.0`` (``x + -0.0`` is ``x`` for every ``x``). NumPy's ``cumsum`` along the
+    ranks adds strictly in order, so it yields the running totals exactly as
+    ``kahansum.Inc`` computes them; each addition's rounding error then follows
+    from the totals before and after it, and a second ``cumsum`` accumulates
+    those errors as the compensation does. ``None`` when a present value is not
+    finite or a total overflows: ``Inc`` resets the compensation at an infinite
+    total, which only the rank-by-rank loop reproduces.
+    """
+    values, present = vec.values, vec.present
+    with np.errstate(invalid="ignore", over="ignore"):
+        if not np.isfinite(np.sum(values, where=present)):
+            return None
+    shape = (groups.count, vec.steps)
+    totals, comps, counts = np.empty(shape), np.empty(shape), np.empty(shape)
+    sizes = groups.sizes
+    size_class = np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64)
+    for cls in np.unique(size_class).tolist():
+        members = np.flatnonzero(size_class == cls)  # group ids (groups sorted by id)
+        ranks = int(sizes[members].max())
+        rank = np.arange(ranks)[:, None]
+        valid = rank < sizes[members][None, :]
+        rows = groups.order[np.where(valid, groups.starts[members][None, :] + rank, 0)]
+        width = max(1, KAHAN_CELLS // (ranks * len(members)))
+        for lo in range(0, vec.steps, width):
+            cols = slice(lo, lo + width)
+            here = present[rows, cols] & valid[:, :, None]  # [rank × group × step]
+            sums = _kahan_block(np.where(here, values[rows, cols], -0.0), here)
+            if sums is None:
+                return None
+            totals[members, cols], comps[members, cols] = sums
+            counts[members, cols] = here.sum(axis=0)
+    return totals, comps, counts
+
+
+KAHAN_CELLS = 1 << 21
+"""Cells (ranks × groups × steps) of one block of :func:`_kahan_columns`: bounds the
+temporaries on long range queries."""
+
+
+def _kahan_block(x: FloatMatrix, here: BoolArray) -> tuple[FloatMatrix, FloatMatrix] | None:
+    """Kahan total and compensation along axis 0 (see :func:`_kahan_columns`)."""
+    with np.errstate(all="ignore"):
+        total = np.cumsum(x, axis=0)
+        if not np.isfinite(total[-1]).all():
+            return None
+        prev = np.empty_like(total)
+        prev[0] = -0.0
+        prev[1:] = total[:-1]
+        err = np.where(np.abs(prev) >= np.abs(x), (prev - total) + x, (x - total) + prev)
+        before = np.zeros_like(here)
+        np.logical_or.accumulate(here[:-1], axis=0, out=before[1:])
+        err = np.where(here, np.where(before, err, 0.0), -0.0)
+        comp = np.cumsum(err, axis=0)
+        if not np.isfinite(comp[-1]).all():
+            return None
+    return total[-1], comp[-1]
+
+
 def _sum(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
     """Kahan sum: the first sample of a group starts it, the compensation is added last."""
+    fast = _kahan_columns(vec, groups)
+    if fast is not None:
+        total, comp, count = fast
+        seen = count > 0
+        with np.errstate(all="ignore"):
+            return np.where(seen, total + comp, 0.0), seen
     shape = (groups.count, vec.steps)
     total = np.zeros(shape)
     comp = np.zeros(shape)
@@ -319,6 +414,11 @@ def _sum(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
 
 def _avg(vec: Vector, groups: _Groups) -> tuple[FloatMatrix, BoolArray]:
     """Kahan mean of the sum, switching to an incremental mean once the sum overflows."""
+    fast = _kahan_columns(vec, groups)
+    if fast is not None:  # no overflow: the mean is the sum's, divided at the end
+        total, comp, count = fast
+        with np.errstate(all="ignore"):
+            return total / count + comp / count, count > 0
     shape = (groups.count, vec.steps)
     total = np.zeros(shape)
     comp = np.zeros(shape)
@@ -482,7 +582,7 @@ def _aggregate_k(op: str, node: ir.Aggregate, vec: Vector, param: Value | None,
             raise EvalError(f"Scalar value {go_g(hi)} overflows int64")
     if not len(vec):
         return Vector.empty(steps)
-    keys = [grouping_key(lab, node.grouping, node.without) for lab in vec.labels]
+    keys = grouping_keys(vec.labels, node.grouping, node.without)
     ids, distinct = group_ids(keys)
     groups = _Groups(ids, len(distinct))
     selected = np.zeros(vec.values.shape, dtype=bool)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from monitoring.engine.fast.search import search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError, TimeArray, ValueArray
 
@@ -74,12 +75,22 @@ def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: Tim
     else:
         ts = np.concatenate(ts_list) if ts_list else np.zeros(0, dtype=np.int64)
         vs = np.concatenate(vs_list) if vs_list else np.zeros(0)
-    lo = np.empty((len(ts_list), len(ends)), dtype=np.int64)
-    hi = np.empty_like(lo)
     # Evenly spaced windows whose range is a whole number of steps start where an
     # earlier window ends: those starts need no search of their own.
     shift = _shared_edges(ends, range_ms)
     starts = ends[:shift] - range_ms
+    found = search_all(ts, first, lens, ends, side="right")
+    if found is not None:
+        hi = found
+        lo = np.empty_like(hi)
+        lo[:, shift:] = hi[:, :len(ends) - shift]
+        if shift:
+            lo_found = search_all(ts, first, lens, starts, side="right")
+            assert lo_found is not None
+            lo[:, :shift] = lo_found
+        return Windows(ts, vs, first, lo, hi, ends, step_times, range_ms, params)
+    lo = np.empty((len(ts_list), len(ends)), dtype=np.int64)
+    hi = np.empty_like(lo)
     for i, t in enumerate(ts_list):
         row_hi = hi[i]
         row_hi[:] = np.searchsorted(t, ends, side="right")

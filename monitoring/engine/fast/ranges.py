@@ -117,13 +117,20 @@ def counter_info(func: str, data: RangeInput, out: Vector, ctx: Context,
     if func not in ("rate", "increase"):
         return
     has_output: BoolArray = np.logical_or.reduce(out.present, axis=1)
-    for i, labels in enumerate(data.labels):
-        if not has_output[i]:
-            continue
-        name = dict(labels).get(METRIC_NAME, "")
+    # Each distinct name once, in the order the rows first show it.
+    names = dict.fromkeys(_metric_name(data.labels[i])
+                          for i in np.flatnonzero(has_output).tolist())
+    for name in names:
         if name and not name.endswith(COUNTER_SUFFIXES):
             ctx.info("metric might not be a counter, name does not end in "
                      f'_total/_sum/_count/_bucket: "{name}"', node)
+
+
+def _metric_name(labels: Labels) -> str:
+    """The metric name of a label set ('' without one); usually its first label."""
+    if labels and labels[0][0] == METRIC_NAME:
+        return labels[0][1]
+    return dict(labels).get(METRIC_NAME, "")
 
 
 def absent_over_time(data: RangeInput, labels: Labels) -> Vector:

@@ -18,6 +18,7 @@ from typing import TypeVar, cast
 
 import numpy as np
 
+from monitoring.engine.fast.search import search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import (
     Labels,
@@ -62,6 +63,8 @@ class RawStore:
         self._wanted: dict[tuple[Matcher, ...], tuple[int, int]] = {}
         self._wants: dict[tuple[Matcher, ...], int] = {}
         self._data: dict[tuple[Matcher, ...], tuple[int, int, list[RawSeries]]] = {}
+        # The sample times of ``_data``'s lists, concatenated, for slicing them.
+        self._flat: dict[tuple[Matcher, ...], tuple[list[RawSeries], _Flat | None]] = {}
 
     def want(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> None:
         """Announce that ``[mint, maxt]`` of these series will be needed."""
@@ -85,7 +88,14 @@ class RawStore:
             have = self._data[matchers]
         if have[0] == mint and have[1] == maxt:
             return have[2]
-        return _slice(have[2], mint, maxt)
+        flat = self._flat.get(matchers)
+        if flat is None or flat[0] is not have[2]:
+            small = sum(len(s.ts) for s in have[2]) <= FLAT_SAMPLES
+            flat = (have[2], _Flat.of(have[2]) if small else None)
+            self._flat[matchers] = flat
+        if flat[1] is None:
+            return _slice_each(have[2], mint, maxt)
+        return _slice(have[2], flat[1], mint, maxt)
 
 
     def stream(self, matchers: tuple[Matcher, ...], mint: int, maxt: int
@@ -173,28 +183,91 @@ def read_ahead(groups: Iterator[T]) -> Generator[T, None, None]:
         worker.join()
 
 
+FLAT_SAMPLES = 1 << 22
+"""Most samples copied into one :class:`_Flat` layout. Searching all series at once
+saves a NumPy call per series, which matters when each call finds little (one
+evaluation time, short series); on larger selections the calls are a small share
+of the work and the copy would only cost memory."""
+
+
+@dataclass(slots=True)
+class _Flat:
+    """The sample times of several series one after the other (see :func:`search_all`)."""
+
+    ts: TimeArray
+    first: IndexArray  # where each series starts in ``ts``
+    lens: IndexArray  # and how many samples it has
+
+    @classmethod
+    def of(cls, series: Sequence[RawSeries]) -> _Flat:
+        """The layout of ``series``."""
+        lens = np.fromiter((len(s.ts) for s in series), dtype=np.int64, count=len(series))
+        first = np.zeros(len(series), dtype=np.int64)
+        if len(lens) > 1:
+            np.cumsum(lens[:-1], out=first[1:])
+        ts = np.concatenate([s.ts for s in series]) if series else np.zeros(0, np.int64)
+        return cls(ts, first, lens)
+
+
 def _prepare(series: Sequence[Series]) -> list[RawSeries]:
+    ordered = sorted(series, key=lambda s: s.labels)
+    ts_list = [np.asarray(s.ts, dtype=np.int64) for s in ordered]
+    vs_list = [np.asarray(s.values, dtype=np.float64) for s in ordered]
+    with np.errstate(invalid="ignore", over="ignore"):
+        checks = _nan_series(vs_list)
     out = []
-    for s in sorted(series, key=lambda s: s.labels):
-        ts = np.asarray(s.ts, dtype=np.int64)
-        vs = np.asarray(s.values, dtype=np.float64)
-        # A staleness marker is a NaN, and any NaN makes the (fast, SIMD) sum NaN: most
-        # series need no element-wise check at all.
-        with np.errstate(invalid="ignore", over="ignore"):
-            clean = not np.isnan(np.sum(vs))
-        if clean:
-            out.append(RawSeries(s.labels, ts, vs, None))
-            continue
-        stale = stale_mask(vs)
-        out.append(RawSeries(s.labels, ts, vs, stale if stale.any() else None))
+    for s, ts, vs, check in zip(ordered, ts_list, vs_list, checks, strict=True):
+        stale = stale_mask(vs) if check else None
+        out.append(RawSeries(s.labels, ts, vs, stale if stale is not None and stale.any()
+                             else None))
     return out
 
 
-def _slice(series: list[RawSeries], mint: int, maxt: int) -> list[RawSeries]:
+def _nan_series(vs_list: list[ValueArray]) -> list[bool]:
+    """Which series have a NaN (only those can hold a staleness marker).
+
+    A staleness marker is a NaN, and any NaN makes the (fast, SIMD) sum NaN: most
+    selections need no element-wise check at all. Up to :data:`FLAT_SAMPLES`,
+    one sum over all series settles it, and a prefix count of NaNs finds the
+    series when it does not; above, each series is summed on its own.
+    """
+    lens = np.fromiter((len(v) for v in vs_list), dtype=np.int64, count=len(vs_list))
+    if not len(vs_list) or int(lens.sum()) > FLAT_SAMPLES:
+        return [bool(np.isnan(np.sum(vs))) for vs in vs_list]
+    every = np.concatenate(vs_list)
+    if not np.isnan(np.sum(every)):
+        return [False] * len(vs_list)
+    nans = np.zeros(len(every) + 1, dtype=np.int64)
+    np.cumsum(np.isnan(every), out=nans[1:])
+    ends = np.cumsum(lens)
+    found: list[bool] = ((nans[ends] - nans[ends - lens]) > 0).tolist()
+    return found
+
+
+def _slice(series: list[RawSeries], flat: _Flat, mint: int, maxt: int) -> list[RawSeries]:
+    """The samples of ``series`` (laid out as ``flat``) in ``[mint, maxt]``."""
+    los = search_all(flat.ts, flat.first, flat.lens, np.array([mint], dtype=np.int64),
+                     side="left")
+    his = search_all(flat.ts, flat.first, flat.lens, np.array([maxt], dtype=np.int64),
+                     side="right")
+    if los is None or his is None:
+        return _slice_each(series, mint, maxt)
+    los -= flat.first[:, None]
+    his -= flat.first[:, None]
+    return _cut(series, los[:, 0].tolist(), his[:, 0].tolist())
+
+
+def _slice_each(series: list[RawSeries], mint: int, maxt: int) -> list[RawSeries]:
+    """:func:`_slice` with one search per series (for selections too large to lay out)."""
+    los = [int(np.searchsorted(s.ts, mint, side="left")) for s in series]
+    his = [int(np.searchsorted(s.ts, maxt, side="right")) for s in series]
+    return _cut(series, los, his)
+
+
+def _cut(series: list[RawSeries], los: list[int], his: list[int]) -> list[RawSeries]:
+    """Samples ``[lo, hi)`` of each series; series left without samples are left out."""
     out = []
-    for s in series:
-        lo = int(np.searchsorted(s.ts, mint, side="left"))
-        hi = int(np.searchsorted(s.ts, maxt, side="right"))
+    for s, lo, hi in zip(series, los, his, strict=True):
         if hi > lo:
             stale = s.stale[lo:hi] if s.stale is not None else None
             if stale is not None and not stale.any():
@@ -212,6 +285,11 @@ def instant_lookup(
     sample timestamps (for ``timestamp()``).
     """
     n, steps = len(series), len(times)
+    if n > 1 and sum(len(s.ts) for s in series) <= FLAT_SAMPLES:
+        flat = _Flat.of(series)
+        count = search_all(flat.ts, flat.first, flat.lens, times, side="right")
+        if count is not None and len(flat.ts):
+            return _lookup_all(series, flat, count, times - lookback_ms, want_ts)
     values = np.empty((n, steps), dtype=np.float64)
     present = np.empty((n, steps), dtype=bool)
     stamps = np.empty((n, steps), dtype=np.int64) if want_ts else None
@@ -236,3 +314,31 @@ def instant_lookup(
         if stamps is not None:
             stamps[i] = t
     return values, present, stamps
+
+
+def _lookup_all(series: list[RawSeries], flat: _Flat, count: IndexArray, floor: TimeArray,
+                want_ts: bool) -> tuple[FloatMatrix, BoolArray, IndexArray | None]:
+    """:func:`instant_lookup` for all series at once, from the positions ``count``.
+
+    ``count`` is, per series and time, the position after the newest sample at or
+    before the time in the concatenated samples. Same values as the loop, also in
+    the absent cells (a series' first sample there, 0 for a series with none).
+    """
+    first = flat.first[:, None]
+    found = count > first
+    idx = np.subtract(count, 1, out=count)
+    np.maximum(idx, first, out=idx)
+    empty = flat.lens == 0
+    if empty.any():
+        np.minimum(idx, len(flat.ts) - 1, out=idx)
+    t = flat.ts[idx]
+    present = np.greater(t, floor[None, :])
+    present &= found
+    if any(s.stale is not None for s in series):
+        stale = np.concatenate([s.stale if s.stale is not None else np.zeros(len(s.ts), bool)
+                                for s in series])
+        present &= ~stale[idx]
+    values = np.concatenate([s.values for s in series])[idx]
+    if empty.any():
+        values[empty] = 0.0
+    return values, present, t if want_ts else None
