@@ -10,10 +10,17 @@ its name, then by its shape:
     escalation_policies.y(a)ml    escalation policies
     notification_config.y(a)ml    notification channels
     audit_filters.y(a)ml          audit filters
+    routing.y(a)ml                the notification routing tree (monitoring.notify.routing_config)
+    oncall.y(a)ml                 on-call people and schedules (monitoring.notify.oncall_config)
     other YAML                    by shape: a mapping with ``groups`` is a Prometheus rule
                                   file; a list of mappings with ``condition`` seed rules; a
                                   list with ``stages`` escalation policies; a mapping of
-                                  channel types or audit categories the matching config
+                                  channel types or audit categories the matching config;
+                                  a mapping with ``route`` routing, with ``people`` or
+                                  ``schedules`` on-call
+
+Routing receivers are checked against the channels of every notification config
+loaded with them, once all files are read.
 
 Nothing here raises on bad input: missing and unreadable files, non-UTF-8
 text and files of unknown shape are diagnostics (``io/...``, ``schema/...``).
@@ -26,7 +33,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitoring.dsl import ast
 from monitoring.dsl.config import (
@@ -45,6 +52,9 @@ from monitoring.dsl.source import SourceFile
 from monitoring.dsl.yaml_rules import seed_rule_file
 from monitoring.dsl.yaml_source import YamlDocument, load_yaml
 
+if TYPE_CHECKING:
+    from monitoring.notify.routing_config import RoutingConfig
+
 RULE_SUFFIXES = (".rules",)
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -58,6 +68,8 @@ class FileFormat(enum.Enum):
     ESCALATION_POLICIES = "escalation_policies"
     NOTIFICATION_CONFIG = "notification_config"
     AUDIT_FILTERS = "audit_filters"
+    ROUTING = "routing"
+    ONCALL = "oncall"
     PROMTOOL_TESTS = "promtool_tests"
     EMPTY = "empty"
     UNKNOWN = "unknown"
@@ -68,7 +80,11 @@ _BY_STEM = {
     "escalation_policies": FileFormat.ESCALATION_POLICIES,
     "notification_config": FileFormat.NOTIFICATION_CONFIG,
     "audit_filters": FileFormat.AUDIT_FILTERS,
+    "routing": FileFormat.ROUTING,
+    "oncall": FileFormat.ONCALL,
 }
+_ROUTING_KEYS = ("route", "inhibit_rules", "time_intervals")
+_ONCALL_KEYS = ("people", "schedules")
 _CONFIG_FORMATS = (FileFormat.ESCALATION_POLICIES, FileFormat.NOTIFICATION_CONFIG,
                    FileFormat.AUDIT_FILTERS)
 
@@ -76,8 +92,10 @@ ACCEPTED_SHAPES = (
     "a Prometheus rule file (a mapping with 'groups')",
     "alert rules in the seed's format (a list of rules with 'condition')",
     "escalation policies (a list of policies with 'stages')",
-    "or a file named alert_rules.yaml, escalation_policies.yaml, notification_config.yaml "
-    "or audit_filters.yaml",
+    "notification routing (a mapping with 'route')",
+    "on-call people and schedules (a mapping with 'people' or 'schedules')",
+    "or a file named alert_rules.yaml, escalation_policies.yaml, notification_config.yaml, "
+    "audit_filters.yaml, routing.yaml or oncall.yaml",
 )
 
 
@@ -91,6 +109,8 @@ class Workspace:
     config: Config = field(default_factory=Config)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     formats: dict[str, FileFormat] = field(default_factory=dict)  # per file name
+    routing: list[tuple[SourceFile, RoutingConfig]] = field(default_factory=list)  # as read
+    oncall: list[tuple[SourceFile, Any]] = field(default_factory=list)  # OnCallConfig each
 
     @property
     def has_notification_config(self) -> bool:
@@ -119,6 +139,19 @@ def load_paths(paths: Sequence[str | Path]) -> Workspace:
             ws.diagnostics.append(problem)
         if source is not None:
             load_source(ws, source)
+    if ws.routing and ws.has_notification_config:
+        from monitoring.notify.routing_config import check_receivers
+
+        names = [c.name.value for c in ws.config.channels]
+        for _, routing in ws.routing:
+            ws.diagnostics.extend(check_receivers(routing, names))
+    if ws.config.policies and ws.has_notification_config:
+        # Stage targets: named channels, a configured channel of the type, known schedules.
+        from monitoring.notify.escalation import check_policies
+
+        channels = {c.name.value: c for c in ws.config.channels}
+        oncall = ws.oncall[0][1] if ws.oncall else None
+        ws.diagnostics.extend(check_policies(ws.config.policies, channels, oncall))
     return ws
 
 
@@ -233,6 +266,10 @@ def format_by_shape(data: Any) -> FileFormat:
             return FileFormat.AUDIT_FILTERS
         if all(_is_channel(key, value) for key, value in data.items()):
             return FileFormat.NOTIFICATION_CONFIG
+        if "route" in data and all(key in _ROUTING_KEYS for key in data):
+            return FileFormat.ROUTING
+        if all(key in _ONCALL_KEYS for key in data):
+            return FileFormat.ONCALL
     if isinstance(data, list):
         items = [x for x in data if isinstance(x, dict)]
         if any("condition" in x for x in items):
@@ -270,6 +307,8 @@ def _load_yaml_format(ws: Workspace, doc: YamlDocument, fmt: FileFormat) -> None
         ws.diagnostics.extend(diagnostics)
         ws.config, clashes = ws.config.merge(config)
         ws.diagnostics.extend(clashes)
+    elif fmt in (FileFormat.ROUTING, FileFormat.ONCALL):
+        _load_notify_config(ws, doc, fmt)
     elif fmt is FileFormat.PROMTOOL_TESTS:
         ws.diagnostics.append(Diagnostic(
             "io/skipped", Severity.INFO, "promtool unit-test file: not a rule file, skipped",
@@ -279,3 +318,29 @@ def _load_yaml_format(ws: Workspace, doc: YamlDocument, fmt: FileFormat) -> None
             "schema/unknown-format", Severity.ERROR,
             "cannot tell what this YAML file holds", whole_file(source),
             ("accepted: " + "; ".join(ACCEPTED_SHAPES),)))
+
+
+def _load_notify_config(ws: Workspace, doc: YamlDocument, fmt: FileFormat) -> None:
+    """Read ``routing.yaml`` or ``oncall.yaml`` with the notifier's own parser.
+
+    Imported here: the notifier imports this package, and rule-only runs need neither.
+    """
+    if fmt is FileFormat.ROUTING:
+        from monitoring.notify.routing_config import read_routing
+
+        routing, diagnostics = read_routing(doc)  # receivers are checked once all are read
+        ws.diagnostics.extend(diagnostics)
+        if routing is not None:
+            ws.routing.append((doc.source, routing))
+        return
+    try:
+        from monitoring.notify.oncall_config import parse_oncall
+    except ImportError:  # the on-call module is optional while it is being written
+        ws.diagnostics.append(Diagnostic(
+            "io/skipped", Severity.INFO, "on-call file: not checked (no on-call support)",
+            whole_file(doc.source)))
+        return
+    oncall, diagnostics = parse_oncall(doc)
+    ws.diagnostics.extend(diagnostics)
+    if oncall is not None:
+        ws.oncall.append((doc.source, oncall))

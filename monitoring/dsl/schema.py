@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
 
 _NAMES = ("alert_rules", "audit_filters", "escalation_policies", "notification_config",
-          "prometheus_rules")
+          "oncall", "prometheus_rules", "routing")
 
 _TYPE_WORDS = {
     "string": "a string", "number": "a number", "integer": "an integer",

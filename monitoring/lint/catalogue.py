@@ -96,6 +96,23 @@ COMPILER_CODES: dict[str, str] = {
     "one (warning when its name is close to a built-in one).",
     "config/retention-retain": "A new retention class without 'retain'.",
     "config/stage-order": "Escalation stages whose delays do not increase (warning).",
+    "config/channel-type": "An escalation stage names a channel and a type that differ.",
+    "config/no-channel-of-type": "An escalation stage targets a channel type (type: slack) "
+    "that no channel of notification_config.yaml has.",
+    "name/unknown-schedule": "An escalation stage targets an on-call schedule that oncall.yaml "
+    "does not define (with a did-you-mean).",
+    "routing/unknown-receiver": "A routing.yaml receiver that is not a channel of "
+    "notification_config.yaml (or the built-in console).",
+    "routing/invalid-matcher": "A label matcher in routing.yaml that does not parse "
+    "(name=\"v\", name!=\"v\", name=~\"re\", name!~\"re\").",
+    "routing/root-matchers": "Matchers on the root route, which every alert enters.",
+    "routing/conflicting-fields": "A route with both 'receiver' and 'receivers'.",
+    "routing/invalid-group-by": "'...' (group by every label) combined with label names.",
+    "routing/invalid-value": "A zero group_interval, repeat_interval or max_repeat_interval.",
+    "routing/invalid-time-interval": "A time interval field that is not valid (times, "
+    "weekdays, days of month, months, years, time zone).",
+    "routing/unknown-time-interval": "A mute or active time interval that is not defined.",
+    "routing/duplicate-time-interval": "A time interval name defined twice.",
     "io/not-found": "A path that does not exist.",
     "io/unreadable": "A file that cannot be read or is not UTF-8.",
     "io/skipped": "A file that is recognised but not a rule or configuration file (note).",

@@ -85,7 +85,7 @@ def test_usage_errors_exit_2() -> None:
 def test_schema_command() -> None:
     names = run("schema").stdout.split()
     assert names == sorted(["alert_rules", "audit_filters", "escalation_policies",
-                            "notification_config", "prometheus_rules"])
+                            "notification_config", "oncall", "prometheus_rules", "routing"])
     schema = json.loads(run("schema", "alert_rules").stdout)
     assert schema["$schema"].startswith("https://json-schema.org/")
 

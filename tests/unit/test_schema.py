@@ -46,7 +46,7 @@ def brief(diags: list[Diagnostic]) -> list[tuple[str, int, int, str]]:
 
 def test_names_and_text() -> None:
     assert schema_names() == ["alert_rules", "audit_filters", "escalation_policies",
-                              "notification_config", "prometheus_rules"]
+                              "notification_config", "oncall", "prometheus_rules", "routing"]
     for name in schema_names():
         loaded = json.loads(schema_json(name))
         assert loaded == schema(name)

@@ -1,0 +1,1 @@
+"""Notification channels: email, Slack, PagerDuty, webhook, Alertmanager, console."""
