@@ -40,7 +40,9 @@ docs:  ## Regenerate docs/functions.md, docs/checks.md and docs/conditions/
 HISTORY ?= var/history.duckdb
 DEMO    ?= var/demo.duckdb
 
-run: install  ## The main job: check the shipped rules, backtest them over a week of demo history
+SERVE_ARGS ?=
+
+run: install  ## The main job: check and backtest the shipped rules, then run the engine on live demo metrics
 	$(PYTHON) -m monitoring lint rules/
 	$(PYTHON) -m monitoring test examples/ruletests/*.yml
 	@mkdir -p $(dir $(DEMO)) && rm -f $(DEMO) $(DEMO).wal
@@ -50,3 +52,5 @@ run: install  ## The main job: check the shipped rules, backtest them over a wee
 	@rm -f $(HISTORY) $(HISTORY).wal
 	$(PYTHON) -m monitoring import examples/history.om --db $(HISTORY)
 	$(PYTHON) -m monitoring query 'sum by (job) (rate(c_total[5m]))' --db $(HISTORY) --step 15m
+	@echo "Running the engine on live demo metrics; alerts print below, Ctrl-C stops it."
+	$(PYTHON) -m monitoring serve rules/ --demo $(SERVE_ARGS)

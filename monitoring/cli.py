@@ -221,6 +221,10 @@ ENGINE_COMMANDS = (
     "monitoring.ruletest.cli",  # test
     "monitoring.demo_cli",  # demo-data
     "monitoring.audit.cli",  # audit ...
+    "monitoring.live.serve_cli",  # serve
+    "monitoring.live.alerts_cli",  # alerts, alerts history, alerts stats
+    "monitoring.live.silence_cli",  # silence add / list / expire
+    "monitoring.live.ack_cli",  # ack
 )
 """Modules that add sub-commands with ``add_parsers(subparsers)``; each sets ``func``."""
 

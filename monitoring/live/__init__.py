@@ -1,0 +1,1 @@
+"""The running engine: scheduler, collection, alert state and history, the HTTP API."""
