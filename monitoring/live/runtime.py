@@ -37,10 +37,20 @@ from monitoring.engine.store import Store
 from monitoring.live import rules_api
 from monitoring.live.audit_sink import LedgerSink
 from monitoring.live.rules_api import ApiRule, ApiRuleStore, RuleError, RuleInfo
-from monitoring.notify.model import Alert, AuditSink, Clock, Message, SystemClock, sleep_or
+from monitoring.notify.model import (
+    Alert,
+    AuditSink,
+    Clock,
+    Message,
+    SystemClock,
+    message_id,
+    sleep_or,
+)
 
 log = logging.getLogger("monitoring.live")
 
+ACK_CHANNEL_TYPES = ("pagerduty", "slack", "webhook")
+"""Channel types told of an acknowledgement besides the escalation's (see _ack_receivers)."""
 FIRST_PULL_MAX_MS = 6 * 3_600_000
 """How far back the first pull from ``prometheus_url`` reaches at most."""
 SHIP_EVERY_MS = 30_000
@@ -554,7 +564,35 @@ class Runtime:
         if not known:
             raise KeyError(f"no active alert with fingerprint {fingerprint}")
         messages = self.escalations.acknowledge(fingerprint, by=by, comment=comment)
+        messages += self._ack_receivers(fingerprint, {m.channel for m in messages}, by, comment)
         return self.enqueue(messages)
+
+    def _ack_receivers(self, fingerprint: str, told: set[str], by: str,
+                       comment: str) -> list[Message]:
+        """"acknowledged" messages to the alert's routed receivers where an ack means something.
+
+        PagerDuty acknowledges the incident (same dedup key: the channel finds the incident
+        by the alert), Slack posts in the alert's thread, a webhook receiver gets the event;
+        email and the console are not told (a mail per acknowledgement is noise), nor
+        receivers the escalation already told.
+        """
+        status = next((s for s in self.pipeline.statuses()
+                       if s.alert.fingerprint == fingerprint and s.alert.status == "firing"),
+                      None)
+        if status is None:
+            return []
+        note = {"acknowledged_by": by, **({"acknowledged_comment": comment} if comment else {})}
+        alert = replace(status.alert, annotations={**status.alert.annotations, **note})
+        now = self.clock.now_ms()
+        group_key = f"ack/{fingerprint}/{status.alert.starts_at_ms}"
+        out: list[Message] = []
+        for receiver in status.receivers:
+            channel = self.config.channel(receiver)
+            if receiver in told or channel is None or channel.type not in ACK_CHANNEL_TYPES:
+                continue
+            out.append(Message(message_id(receiver, "acknowledged", group_key, [alert], now),
+                               receiver, "acknowledged", group_key, (alert,), now))
+        return out
 
     def silence(self, matchers: str | Sequence[str], *, ends_ms: int,
                 starts_ms: int | None = None, created_by: str, comment: str) -> Any:

@@ -207,3 +207,41 @@ async def test_elasticsearch_url_that_does_not_answer_is_logged_not_fatal(
     await m.stop()
     assert appended.recorded
     assert "shipping the audit ledger to Elasticsearch failed" in caplog.text
+
+
+@run
+async def test_acknowledging_an_alert_acknowledges_its_pagerduty_incident(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`monitoring ack` on an alert routed to PagerDuty (no escalation policy): PagerDuty gets
+    an acknowledge event with the trigger's dedup_key; the email channel is not told."""
+    from tests.support.loopback import LoopbackReceiver
+
+    path = "/pagerduty/v2/enqueue"
+    with LoopbackReceiver() as pd:
+        monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789abcdefABCDEF")
+        (home / "config" / "notification_config.yaml").write_text(
+            f'pagerduty:\n  routing_key: "${{PD_KEY}}"\n  url: "{pd.url(path)}"\n'
+            'email:\n  smtp_server: "127.0.0.1"\n  smtp_port: 1\n  from: "m@test.local"\n'
+            '  to: ["a@test.local"]\n')
+        clock = FakeClock(T0)
+        m = MonitoringSystem(config_dir=home / "config", db=home / "m.duckdb", clock=clock,
+                             collect_system=False)
+        await m.create_alert_rule(name="hot", condition=SEED, severity="critical",
+                                  channels=["pagerduty", "email"])
+        m.record("cpu_usage", 97.0, {"host": "db-1"}, timestamp_ms=T0 - 15_000)
+        await m.flush()
+        rt = m.runtime
+        group = next(g for g in rt.evaluator.groups() if g.name == "hot")
+        [alert] = await rt.evaluator.evaluate_group(group.key, T0)
+        clock.advance(30_000)
+        assert rt.notify_once() == 2  # pagerduty and email
+        await rt.deliverer.run_once()
+        assert await m.acknowledge(alert.fingerprint, by="ann", comment="on it") == 1
+        await rt.deliverer.run_once()
+        events = [r.json for r in pd.requests(path)]
+        acked = [(e.channel, e.status) for e in rt.outbox.entries() if e.kind == "acknowledged"]
+        await m.stop()
+    assert pd.problems == []
+    assert [e["event_action"] for e in events] == ["trigger", "acknowledge"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"]
+    assert acked == [("pagerduty", "delivered")]

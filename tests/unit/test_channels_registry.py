@@ -114,6 +114,6 @@ hook:
     assert problems == []
     channels = build_channels(config.channels, ChannelContext(), console=False)
     assert sorted(channels) == ["alertmanager", "hook", "pagerduty", "slack"]
-    bad, problems = load_notification_config(SourceFile(
+    _, problems = load_notification_config(SourceFile(
         "notification_config.yaml", "slack:\n  webhook_url: x\n  api_ur: y\n"))
     assert [p.code for p in problems] == ["schema/unknown-field"]
