@@ -569,7 +569,7 @@ class Runtime:
 
     def _ack_receivers(self, fingerprint: str, told: set[str], by: str,
                        comment: str) -> list[Message]:
-        """"acknowledged" messages to the alert's routed receivers where an ack means something.
+        """Messages of kind ``acknowledged`` to the alert's routed receivers where it matters.
 
         PagerDuty acknowledges the incident (same dedup key: the channel finds the incident
         by the alert), Slack posts in the alert's thread, a webhook receiver gets the event;
