@@ -121,6 +121,23 @@ def _eval_times(grid: Grid, at_ms: int | None, offset_ms: int) -> TimeArray:
     return out
 
 
+def _pinned_timestamp_lookup(at_ms: int, offset_ms: int, lookback_ms: int) -> tuple[int, int]:
+    """Where ``timestamp(v @ t offset o)`` finds its sample: ``(time, lookback)``.
+
+    Not at ``t - o`` as ``v @ t offset o`` does: engine.go's
+    ``rangeEvalTimestampFunctionOverVectorSelector`` (2.x and 3.x alike) replaces the
+    selector's offset by ``step - t`` so that every step looks at ``t`` itself, which
+    drops the written offset, while the storage was asked only for the selector's own
+    samples, ``[t - o - lookback, t - o]`` (``getTimeRangesForSelector``), and returns
+    nothing outside. What the lookback from ``t``, ``(t - lookback, t]``, finds there
+    is the newest sample in ``(t - lookback, t - o]`` for ``o >= 0`` (none once
+    ``o >= lookback``) and in ``[t - o - lookback, t]`` for ``o < 0``.
+    """
+    if offset_ms >= 0:
+        return at_ms - offset_ms, lookback_ms - offset_ms
+    return at_ms, lookback_ms + offset_ms + 1
+
+
 class _Run:
     """One query (or rule set) evaluation: data cache, memo, annotations."""
 
@@ -187,7 +204,10 @@ class _Run:
         if isinstance(node, ir.Selector):
             times = _eval_times(grid, self.at_ms(node.at), node.offset_ms)
             if len(times):
-                self.store.want(node.matchers, int(times.min()) - self.options.lookback_ms + 1,
+                # One more millisecond under ``timestamp(v @ t offset -o)``'s closed window.
+                low = 0 if node.at is not None and node.offset_ms < 0 else 1
+                self.store.want(node.matchers,
+                                int(times.min()) - self.options.lookback_ms + low,
                                 int(times.max()))
             return
         if isinstance(node, ir.RangeSelector):
@@ -281,10 +301,17 @@ class _Run:
         return value
 
     def selector(self, node: ir.Selector, grid: Grid, want_ts: bool = False) -> Vector:
-        times = _eval_times(grid, self.at_ms(node.at), node.offset_ms)
+        """Each series' newest sample per step; ``want_ts``: its time, for ``timestamp()``."""
+        at = self.at_ms(node.at)
+        times = _eval_times(grid, at, node.offset_ms)
         if not len(times):
             return Vector.empty(grid.count)
         lookback = self.options.lookback_ms
+        if want_ts and at is not None:
+            ref, lookback = _pinned_timestamp_lookup(at, node.offset_ms, lookback)
+            if lookback <= 0:
+                return Vector.empty(grid.count)
+            times = np.full(grid.count, ref, dtype=np.int64)
         series = self.store.get(node.matchers, int(times.min()) - lookback + 1,
                                 int(times.max()))
         values, present, stamps = instant_lookup(series, times, lookback, want_ts)

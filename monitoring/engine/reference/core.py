@@ -198,10 +198,21 @@ class Evaluator:
             self._series[key] = hit
         return hit
 
-    def instant_samples(self, sel: Selector, t: int) -> list[tuple[Labels, int, float]]:
-        """(labels, sample time, value) of each series visible at ``t`` (lookback, staleness)."""
+    def instant_samples(self, sel: Selector, t: int, pinned_timestamp: bool = False
+                        ) -> list[tuple[Labels, int, float]]:
+        """(labels, sample time, value) of each series visible at ``t`` (lookback, staleness).
+
+        ``pinned_timestamp``: for ``timestamp(sel)``, whose selector with an ``@``
+        looks as rangeEvalTimestampFunctionOverVectorSelector does: it sets the
+        offset to ``t - @``, so it looks back from the ``@`` time itself, through
+        only the samples the storage returned for the selector as written,
+        ``[@ - offset - lookback, @ - offset]`` (getTimeRangesForSelector).
+        """
         ref = self.at_time(sel.at, t) - sel.offset_ms
         floor = ref - self.options.lookback_ms
+        if pinned_timestamp and sel.at is not None:
+            at = self.at_time(sel.at, t)
+            ref, floor = min(at, ref), max(at - self.options.lookback_ms, floor - 1)
         out = []
         for s in self.stored(sel):
             i = bisect_right(s.ts, ref) - 1

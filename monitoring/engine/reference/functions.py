@@ -369,7 +369,8 @@ def _clamp(ev: Evaluator, node: Call, t: int) -> Value:
 def _timestamp(ev: Evaluator, node: Call, t: int) -> Value:
     arg = node.args[0]
     if isinstance(arg, Selector):
-        return [Sample(labels, ts / 1000, True) for labels, ts, _ in ev.instant_samples(arg, t)]
+        return [Sample(labels, ts / 1000, True)
+                for labels, ts, _ in ev.instant_samples(arg, t, pinned_timestamp=True)]
     return [Sample(s.labels, t / 1000, True) for s in ev.vector(arg, t)]
 
 
