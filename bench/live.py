@@ -23,6 +23,12 @@ cache (:mod:`monitoring.live.read_cache`); nothing is written to the store
 during the cycles, so it is never emptied, as in a running engine between two
 collected batches. ``--no-cache`` empties it before every group (as if a
 batch had been collected in between): the cost without sharing reads.
+``--collect`` is a running engine: the store is written only up to the
+warm-up minute, and before each group (evaluated in the order of their times
+in the minute) the samples the data set has up to that group's time are
+appended as a collector appends them (:meth:`StoreAccess.append`, which merges
+them into the read cache); the cycle is the groups' evaluations, the appends
+are reported apart.
 
 Notifications. ``--messages`` firing messages (each its own alert group, so
 deliveries run concurrently) are enqueued in the durable outbox
@@ -45,7 +51,7 @@ concurrently; we run them one after the other). Skipped, saying why, when
 Prometheus or promtool is missing or ``--skip-prometheus`` is given.
 
 Usage: nice python bench/live.py [--series N] [--rules N] [--runs R] [--messages M]
-       [--skip-prometheus] [--skip-notify] [--no-cache] [--keep DIR]
+       [--skip-prometheus] [--skip-notify] [--no-cache | --collect] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,10 +68,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitoring.dryrun.ruleset import load_rule_set  # noqa: E402
+from monitoring.engine.model import Labels  # noqa: E402
 from monitoring.engine.store import Store  # noqa: E402
 from monitoring.live.alert_state import AlertStateStore  # noqa: E402
 from monitoring.live.history import AlertHistory  # noqa: E402
@@ -139,14 +149,53 @@ def write_rules(path: Path, count: int, jobs: int, layout: str = "spread") -> Pa
     return path
 
 
-def write_store(db: Path, series: int, end_ms: int) -> int:
-    """``series`` series over the ``HISTORY_MS`` before ``end_ms`` (into the head)."""
+@dataclass
+class HeldBack:
+    """Samples not yet written (``--collect``), in time order, for the cycles to append."""
+
+    labels: list[Labels]
+    index: np.ndarray
+    ts: np.ndarray
+    values: np.ndarray
+    done_ms: int  # appended up to here
+
+    def until(self, at_ms: int) -> list[tuple[Labels, int, float]]:
+        """The samples in ``(done_ms, at_ms]`` as a collector's batch."""
+        a, b = np.searchsorted(self.ts, [self.done_ms, at_ms], "right").tolist()
+        self.done_ms = max(self.done_ms, at_ms)
+        return [(self.labels[i], t, v) for i, t, v in zip(
+            self.index[a:b].tolist(), self.ts[a:b].tolist(), self.values[a:b].tolist(),
+            strict=True)]
+
+
+def write_store(db: Path, series: int, end_ms: int, hold_ms: int | None = None
+                ) -> tuple[int, HeldBack | None]:
+    """``series`` series over the ``HISTORY_MS`` before ``end_ms`` (into the head).
+
+    With ``hold_ms``, only the samples up to it: the rest is returned.
+    """
     samples = 0
+    held: list[tuple[list[Labels], np.ndarray, np.ndarray, np.ndarray]] = []
     with Store(db) as store:
         for chunk in datagen.generate_chunks(series, end_ms - HISTORY_MS, HISTORY_MS):
-            samples += store.append_arrays(chunk.label_sets, chunk.index, chunk.ts,
-                                           chunk.values)
-    return samples
+            keep = np.ones(len(chunk.ts), dtype=bool) if hold_ms is None \
+                else chunk.ts <= hold_ms
+            samples += store.append_arrays(chunk.label_sets, chunk.index[keep],
+                                           chunk.ts[keep], chunk.values[keep])
+            if not keep.all():
+                held.append((chunk.label_sets, chunk.index[~keep], chunk.ts[~keep],
+                             chunk.values[~keep]))
+    if hold_ms is None:
+        return samples, None
+    labels: list[Labels] = []
+    index = []
+    for label_sets, idx, _, _ in held:
+        index.append(idx + len(labels))
+        labels += label_sets
+    ts = np.concatenate([h[2] for h in held])
+    order = np.argsort(ts, kind="stable")
+    return samples, HeldBack(labels, np.concatenate(index)[order], ts[order],
+                             np.concatenate([h[3] for h in held])[order], hold_ms)
 
 
 # ------------------------------------------------------------------ our evaluation
@@ -163,11 +212,16 @@ class Cycle:
     notified: int
     reads: int  # selections read from the store in the measured cycles
     hits: int  # selections cut from the read cache
+    appends: list[float]  # seconds of collection appends per measured cycle (--collect)
+    appended: int  # samples appended in the measured cycles
 
 
 async def cycles(rules_file: Path, db: Path, end_ms: int, runs: int,
-                 cache: bool = True) -> Cycle:
-    """Warm-up plus ``runs`` cycles: every group once, at its time in the minute."""
+                 cache: bool = True, held: HeldBack | None = None) -> Cycle:
+    """Warm-up plus ``runs`` cycles: every group once, at its time in the minute.
+
+    With ``held``, the samples up to each group's time are appended before it.
+    """
     store = Store(db)
     access = StoreAccess(store)
     import duckdb
@@ -180,19 +234,29 @@ async def cycles(rules_file: Path, db: Path, end_ms: int, runs: int,
     groups = evaluator.groups()
     first = end_ms - (runs + 1) * MIN
     times: list[float] = []
-    reads = hits = 0
+    appends: list[float] = []
+    reads = hits = appended = 0
     try:
         for run in range(runs + 1):
             minute = first + run * MIN
             if run == 1:
                 reads, hits = access.reads.reads, access.reads.hits
             started = time.perf_counter()
-            for g in groups:
+            writing = 0.0
+            for g in sorted(groups, key=lambda g: g.next_tick(minute)):
+                at = g.next_tick(minute)
                 if not cache:
                     await access.run(lambda _store: None)  # empties the read cache
-                await evaluator.evaluate_group(g.key, g.next_tick(minute))
+                if held is not None:
+                    batch = held.until(at)
+                    t = time.perf_counter()
+                    await access.append(batch)
+                    writing += time.perf_counter() - t
+                    appended += len(batch) if run else 0
+                await evaluator.evaluate_group(g.key, at)
             if run:
-                times.append(time.perf_counter() - started)
+                times.append(time.perf_counter() - started - writing)
+                appends.append(writing)
         reads, hits = access.reads.reads - reads, access.reads.hits - hits
     finally:
         access.close()
@@ -202,7 +266,7 @@ async def cycles(rules_file: Path, db: Path, end_ms: int, runs: int,
     return Cycle(times, len(groups), len(statuses),
                  [f"{s.name}: {s.last_error}" for s in statuses if s.health != "ok"],
                  sum(s.firing for s in statuses), sum(s.pending for s in statuses),
-                 received[-1] if received else 0, reads, hits)
+                 received[-1] if received else 0, reads, hits, appends, appended)
 
 
 def reset_live_tables(db: Path) -> None:
@@ -364,8 +428,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=5_000)
     parser.add_argument("--skip-prometheus", action="store_true")
     parser.add_argument("--skip-notify", action="store_true")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="empty the read cache before every group")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--no-cache", action="store_true",
+                      help="empty the read cache before every group")
+    mode.add_argument("--collect", action="store_true",
+                      help="a running engine: append the collected samples before each group")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-live-") as scratch:
@@ -375,7 +442,9 @@ def main() -> int:
         end_ms = (int(time.time() * 1000) // MIN + 20) * MIN
         layout = datagen.Layout.of(args.series)
         t = time.perf_counter()
-        samples = write_store(tmp / "live.duckdb", args.series, end_ms)
+        at_ms = end_ms - 10 * MIN  # the cycles' end
+        hold_ms = at_ms - (args.runs + 1) * MIN if args.collect else None
+        samples, held = write_store(tmp / "live.duckdb", args.series, end_ms, hold_ms)
         rules_file = write_rules(tmp / "rules.yml", args.rules, layout.jobs)
         related_file = write_rules(tmp / "related.yml", args.rules, layout.jobs, "related")
         print(f"data: {layout.series:,} series ({layout.gauges:,} m, {layout.counters:,} c, "
@@ -384,8 +453,12 @@ def main() -> int:
               f"{time.perf_counter() - t:.1f} s")
         medians = {}
         for name, path in (("spread", rules_file), ("related", related_file)):
-            ours = asyncio.run(cycles(path, tmp / "live.duckdb", end_ms - 10 * MIN, args.runs,
-                                      not args.no_cache))
+            db = tmp / "live.duckdb"
+            if held is not None:  # each layout starts from the store as written
+                db = tmp / f"live-{name}.duckdb"
+                shutil.copyfile(tmp / "live.duckdb", db)
+                held.done_ms = hold_ms or 0
+            ours = asyncio.run(cycles(path, db, at_ms, args.runs, not args.no_cache, held))
             median = medians[name] = statistics.median(ours.seconds)
             print(f"evaluation ({name} groups): {ours.rules:,} alerting rules in "
                   f"{ours.groups} groups; one cycle (median of {len(ours.seconds)} after a "
@@ -398,7 +471,19 @@ def main() -> int:
             print(f"  store reads in the measured cycles: {ours.reads:,} selections read, "
                   f"{ours.hits:,} cut from the read cache"
                   + (" (emptied before every group: --no-cache)" if args.no_cache else ""))
-            reset_live_tables(tmp / "live.duckdb")
+            if held is not None:
+                print(f"  running engine (--collect): {ours.appended:,} samples appended "
+                      f"before the groups of the measured cycles, in "
+                      f"{statistics.median(ours.appends):.3f} s per cycle (median; not in "
+                      "the cycle time)")
+                for f in (db, db.with_name(db.name + ".wal")):
+                    f.unlink(missing_ok=True)
+            else:
+                reset_live_tables(db)
+        if held is not None:  # the rest of the data, for the peer
+            with Store(tmp / "live.duckdb") as store:
+                a = int(np.searchsorted(held.ts, hold_ms or 0, "right"))
+                store.append_arrays(held.labels, held.index[a:], held.ts[a:], held.values[a:])
         if args.skip_notify:
             print("notifications: skipped (--skip-notify)")
         else:

@@ -8,14 +8,25 @@ selection costs a DuckDB scan of the head. :class:`ReadCache` is the
 selection is read from the store once, a little further ahead than asked
 (``ahead_ms``, so the next groups of the minute find their later windows in
 it), and later selections inside what was read are cut from it with one
-vectorised search instead of another scan.
+vectorised search instead of another scan. A selection later than what was
+read (the next minute's) reads only the samples after it, and what is older
+than the widest window ever asked of that selection is forgotten, so what is
+kept follows the clock instead of growing.
 
-What was read is only valid while the store holds the same samples.
-:class:`~monitoring.live.store_access.StoreAccess` drops everything after any
-store work that is not an evaluation (a collector's write), the scheduler drops
-it after writing recording rules' samples, and :meth:`ReadCache.check` drops
-it when the store's row counts changed anyway (a write that bypassed the store
-thread). A cut is the same as the store's own answer: samples in
+What was read is only valid while the store holds the same samples. A
+collector's write goes through :meth:`StoreAccess.append
+<monitoring.live.store_access.StoreAccess.append>`, which tells the cache what
+was written (:meth:`ReadCache.appended`): a running engine writes a batch every
+few seconds, and emptying the cache each time would leave later groups of the
+minute nothing to share. The written samples are merged into the selections
+whose matchers choose their series, exactly as the store merges them (the last
+write of a series and time wins; a new series comes after the ones before it);
+a selection that would gain a series it cannot place (one the store held
+before but that had no samples in the selection's window) is dropped. Any
+other store work that is not an evaluation empties the cache, the scheduler
+empties it after writing recording rules' samples, and :meth:`ReadCache.check`
+empties it when the store's row counts changed anyway (a write that bypassed
+the store thread). A cut is the same as the store's own answer: samples in
 ``[mint, maxt]``, series without any left out, in the store's order.
 
 The cache lives on the store thread only (no locking of its own).
@@ -23,14 +34,16 @@ The cache lives on the store thread only (no locking of its own).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.engine.model import Labels, Matcher, Series
-from monitoring.engine.store import Store
+from monitoring.engine.memory import matches
+from monitoring.engine.model import Labels, Matcher, Series, stale_mask
+from monitoring.engine.store import BatchBuilder, LabelsLike, Store
 
 _SHIFT = 42  # bits of a time offset in a search key (139 years of milliseconds)
 _SPAN = (1 << _SHIFT) - 1
@@ -48,9 +61,10 @@ class _Entry:
     bounds: npt.NDArray[np.int64]  # series i is ts[bounds[i]:bounds[i + 1]]
     keys: npt.NDArray[np.int64]  # series index << _SHIFT | (ts - base), ascending
     base: int
+    widest: int  # the widest window asked of it: what it keeps when it moves on
 
     @classmethod
-    def of(cls, lo: int, hi: int, series: Sequence[Series]) -> _Entry | None:
+    def of(cls, lo: int, hi: int, series: Sequence[Series], widest: int) -> _Entry | None:
         """The entry, or None when its times span too much for the search keys."""
         lens = np.fromiter((len(s.ts) for s in series), dtype=np.int64, count=len(series))
         bounds = np.zeros(len(series) + 1, dtype=np.int64)
@@ -65,11 +79,90 @@ class _Entry:
         keys = (np.repeat(np.arange(len(series), dtype=np.int64), lens) << _SHIFT) + (ts - base)
         for a in (ts, values, keys, bounds):
             a.setflags(write=False)  # handed out as views: nobody may change them
-        return cls(lo, hi, [s.labels for s in series], ts, values, bounds, keys, base)
+        return cls(lo, hi, [s.labels for s in series], ts, values, bounds, keys, base, widest)
+
+    @classmethod
+    def _sorted(cls, lo: int, hi: int, labels: list[Labels], idx: npt.NDArray[np.int64],
+                ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64], widest: int
+                ) -> _Entry | None:
+        """The entry of samples ``(idx, ts, values)`` given in any order.
+
+        Of equal ``(idx, ts)`` the last given wins. None as in :meth:`of`.
+        """
+        base = int(ts.min()) if len(ts) else 0
+        if len(ts) and int(ts.max()) - base > _SPAN:
+            return None
+        keys = (idx << _SHIFT) + (ts - base)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        keep = np.ones(len(keys), dtype=bool)
+        keep[:-1] = keys[1:] != keys[:-1]
+        order, keys = order[keep], keys[keep]
+        bounds = np.searchsorted(idx[order], np.arange(len(labels) + 1, dtype=np.int64),
+                                 "left").astype(np.int64)
+        out = (ts[order], values[order], keys, bounds)
+        for a in out:
+            a.setflags(write=False)
+        return cls(lo, hi, labels, out[0], out[1], out[3], out[2], base, widest)
 
     @property
     def samples(self) -> int:
         return len(self.ts)
+
+    def merged(self, batch: _Batch, chosen: list[int], known: set[Labels]) -> _Entry | None:
+        """The entry after the store appended ``batch``, or None when it cannot say.
+
+        ``chosen``: the batch's series (positions) that the entry's matchers
+        choose; ``known``: the series the store held before the batch.
+        """
+        where = np.full(len(batch.labels), -1, dtype=np.int64)
+        own = {ls: i for i, ls in enumerate(self.labels)}
+        labels = list(self.labels)
+        in_range = (batch.ts >= self.lo) & (batch.ts <= self.hi)
+        present = np.zeros(len(batch.labels), dtype=bool)
+        present[batch.idx[in_range]] = True
+        for pos in chosen:  # positions ascend: new series in the store's id order
+            if not present[pos]:
+                continue
+            ls = batch.labels[pos]
+            i = own.get(ls)
+            if i is None:
+                if ls in known:  # held before, none in the window: its place is unknown
+                    return None
+                i = len(labels)
+                labels.append(ls)
+            where[pos] = i
+        mask = in_range & (where[batch.idx] >= 0)
+        if not mask.any():
+            return self
+        idx = np.concatenate([np.repeat(np.arange(len(self.labels), dtype=np.int64),
+                                        np.diff(self.bounds)), where[batch.idx[mask]]])
+        return _Entry._sorted(self.lo, self.hi, labels, idx,
+                              np.concatenate([self.ts, batch.ts[mask]]),
+                              np.concatenate([self.values, batch.read_values[mask]]),
+                              self.widest)
+
+    def moved(self, lo: int, hi: int, later: Sequence[Series], widest: int) -> _Entry | None:
+        """The entry over ``[lo, hi]`` from its samples after ``lo`` and ``later`` ones.
+
+        ``later``: the store's samples in ``(self.hi, hi]``; ``lo >= self.lo``.
+        None when ``later`` holds a series the entry does not (new, or back
+        after a gap: its place among the others is unknown) or as in :meth:`of`.
+        """
+        own = {ls: i for i, ls in enumerate(self.labels)}
+        rows = [own.get(s.labels, -1) for s in later]
+        if -1 in rows:
+            return None
+        keep = self.ts >= lo
+        idx = np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.bounds))
+        lens = [len(s.ts) for s in later]
+        return _Entry._sorted(
+            lo, hi, self.labels,
+            np.concatenate([idx[keep], np.repeat(np.asarray(rows, dtype=np.int64), lens)]),
+            np.concatenate([self.ts[keep], *(np.asarray(s.ts, dtype=np.int64) for s in later)]),
+            np.concatenate([self.values[keep],
+                            *(np.asarray(s.values, dtype=np.float64) for s in later)]),
+            widest)
 
     def cut(self, mint: int, maxt: int) -> list[Series]:
         """The series with their samples in ``[mint, maxt]`` (views of the entry)."""
@@ -85,6 +178,49 @@ class _Entry:
                                    stop[some].tolist(), strict=True)]
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Samples a collector appends, as the store normalises them (see ``BatchBuilder``)."""
+
+    labels: list[Labels]
+    idx: npt.NDArray[np.int64]
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]  # as given (staleness markers and NaNs as they came)
+    read_values: npt.NDArray[np.float64]  # as the store reads them back
+    pairs: dict[tuple[str, str], list[int]]  # (label, value) -> positions, ascending
+
+    @classmethod
+    def of(cls, samples: Iterable[tuple[LabelsLike, int, float]]) -> _Batch:
+        builder = BatchBuilder()
+        for labels, ts, value in samples:
+            builder.add(labels, ts, value)
+        idx, ts_, values = builder.arrays()
+        # The store keeps the staleness marker's bits, not an ordinary NaN's.
+        read_values = values.copy()
+        read_values[np.isnan(values) & ~stale_mask(values)] = np.nan
+        pairs: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for pos, ls in enumerate(builder.label_sets):
+            for pair in ls:
+                pairs[pair].append(pos)
+        return cls(builder.label_sets, idx, ts_, values, read_values, dict(pairs))
+
+    def chosen(self, matchers: Sequence[Matcher]) -> list[int]:
+        """Positions of the series the matchers choose, ascending.
+
+        Equality matchers narrow the candidates by look-up; every matcher is
+        then checked as the store checks it.
+        """
+        candidates: set[int] | None = None
+        for name, op, want in matchers:
+            if op == "=" and want:
+                found = self.pairs.get((name, want), ())
+                candidates = set(found) if candidates is None else candidates & set(found)
+                if not candidates:
+                    return []
+        order = sorted(candidates) if candidates is not None else range(len(self.labels))
+        return [p for p in order if matches(self.labels[p], matchers)]
+
+
 class ReadCache:
     """A :class:`~monitoring.engine.model.SeriesSource` over a store; see the module docstring.
 
@@ -97,22 +233,70 @@ class ReadCache:
         self.store = store
         self.ahead_ms = ahead_ms
         self.limit_samples = limit_samples
-        self._entries: dict[tuple[tuple[str, ...], ...], _Entry] = {}
+        self._entries: dict[tuple[Matcher, ...], _Entry] = {}
         self._kept = 0
         self._stamp: tuple[int, ...] | None = None
+        self._known: set[Labels] | None = None  # the store's series, once a write asked
         self.reads = 0  # selections that went to the store (for tests and the bench)
         self.hits = 0  # selections cut from what was read
+
+    @property
+    def kept(self) -> int:
+        """Samples kept (for tests and the bench)."""
+        return self._kept
 
     def clear(self) -> None:
         """Forget everything read (the store changed)."""
         self._entries.clear()
         self._kept = 0
         self._stamp = None
+        self._known = None
 
     def wrote(self) -> None:
         """The holder wrote to the store: forget everything, note the store's new state."""
         self.clear()
         self.check()
+
+    def append(self, samples: Sequence[tuple[LabelsLike, int, float]]) -> int:
+        """Write ``samples`` as :meth:`Store.append` does and merge them into what is kept.
+
+        Each kept selection whose matchers choose a written series gets the
+        written samples inside its window; one that cannot be brought up to
+        date is dropped (see the module docstring). A failed write empties
+        the cache.
+        """
+        if not self._entries:
+            try:
+                return self.store.append(samples)
+            finally:
+                self.wrote()
+        if self._known is None:
+            self._known = set(self.store.series_matching([]))
+        try:
+            batch = _Batch.of(samples)
+            written = self.store.append_arrays(batch.labels, batch.idx, batch.ts, batch.values)
+            self._merge(batch, self._known)
+        except BaseException:
+            self.clear()
+            raise
+        self._stamp = self.store.change_stamp()
+        return written
+
+    def _merge(self, batch: _Batch, known: set[Labels]) -> None:
+        for key, entry in list(self._entries.items()):
+            chosen = batch.chosen(key)
+            if not chosen:
+                continue
+            after = entry.merged(batch, chosen, known)
+            if after is entry:
+                continue
+            self._kept -= entry.samples
+            if after is None:
+                del self._entries[key]
+            else:
+                self._entries[key] = after
+                self._kept += after.samples
+        known.update(batch.labels)
 
     def check(self) -> None:
         """Forget everything if the store's row counts changed since it was read."""
@@ -123,7 +307,7 @@ class ReadCache:
 
     def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Series]:
         """See :meth:`monitoring.engine.model.SeriesSource.select`."""
-        key = tuple(tuple(m) for m in matchers)
+        key: tuple[Matcher, ...] = tuple((m[0], m[1], m[2]) for m in matchers)
         mint, maxt = int(mint_ms), int(maxt_ms)
         if mint > maxt:  # nothing to keep (the store still checks the matchers)
             return self.store.select(matchers, mint, maxt)
@@ -131,15 +315,30 @@ class ReadCache:
         if entry is not None and entry.lo <= mint and maxt <= entry.hi:
             self.hits += 1
             return entry.cut(mint, maxt)
-        lo, hi = mint, maxt + self.ahead_ms
+        lo, hi, widest = mint, maxt + self.ahead_ms, maxt - mint
+        self.reads += 1
         if entry is not None:
-            lo, hi = min(lo, entry.lo), max(hi, entry.hi)
             self._kept -= entry.samples
             del self._entries[key]
-        self.reads += 1
-        entry = _Entry.of(lo, hi, self.store.select(matchers, lo, hi))
-        if entry is None:
+            widest = max(widest, entry.widest)
+            if entry.lo <= mint:
+                # Later times (the next minute's evaluations): read only what is
+                # new, and forget what is older than the widest window asked.
+                lo = max(entry.lo, maxt - widest)
+                moved = entry.moved(lo, hi, self.store.select(matchers, entry.hi + 1, hi),
+                                    widest)
+                if moved is not None:
+                    return self._keep(key, moved, mint, maxt)
+            else:
+                lo, hi = mint, max(hi, entry.hi)
+        read = _Entry.of(lo, hi, self.store.select(matchers, lo, hi), widest)
+        if read is None:
             return self.store.select(matchers, mint, maxt)
+        return self._keep(key, read, mint, maxt)
+
+    def _keep(self, key: tuple[Matcher, ...], entry: _Entry, mint: int, maxt: int
+              ) -> list[Series]:
+        """Keep ``entry`` (if it fits) and cut ``[mint, maxt]`` from it."""
         if entry.samples > self.limit_samples:  # too large to keep (a week's window)
             return entry.cut(mint, maxt)
         if self._kept + entry.samples > self.limit_samples:

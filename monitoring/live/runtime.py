@@ -507,7 +507,7 @@ class Runtime:
         samples.extend(self.metrics.samples(now))
         if not samples:
             return 0
-        return await self.access.run(lambda s: s.append(samples))
+        return await self.access.append(samples)
 
     def _update_metrics(self) -> None:
         self.metrics.queue_depth(self.outbox.pending())
@@ -529,7 +529,7 @@ class Runtime:
         samples = self._drain_records()
         if not samples:
             return 0
-        return await self.access.run(lambda s: s.append(samples))
+        return await self.access.append(samples)
 
     # ------------------------------------------------------------ operations (API, CLI)
 

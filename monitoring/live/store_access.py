@@ -14,18 +14,21 @@ created it (the system closes it after :meth:`StoreAccess.close`).
 
 Evaluations go through :meth:`StoreAccess.evaluate`, which hands them the
 thread's :class:`~monitoring.live.read_cache.ReadCache`: groups evaluated one
-after the other share what they read. Any other work (:meth:`StoreAccess.run`,
-a collector's write) may change the store, so the cache is emptied after it.
+after the other share what they read. A collector's write goes through
+:meth:`StoreAccess.append`, which merges the written samples into what the
+cache kept (a batch every few seconds would otherwise leave it empty for
+most groups). Any other work (:meth:`StoreAccess.run`) may change the store
+in ways the cache cannot follow, so the cache is emptied after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from monitoring.engine.store import Store
+from monitoring.engine.store import LabelsLike, Store
 from monitoring.live.read_cache import ReadCache
 
 T = TypeVar("T")
@@ -53,6 +56,12 @@ class StoreAccess:
     def run_sync(self, fn: Callable[[Store], T]) -> T:
         """Run ``fn(store)`` on the store thread and wait for it (tests, start-up code)."""
         return self._submit(self._changing(fn)).result()
+
+    async def append(self, samples: Sequence[tuple[LabelsLike, int, float]]) -> int:
+        """:meth:`Store.append` on the store thread, keeping the read cache up to date."""
+        loop = asyncio.get_running_loop()
+        return await asyncio.wrap_future(
+            self._submit(lambda _store: self.reads.append(samples)), loop=loop)
 
     async def evaluate(self, fn: Callable[[ReadCache], T]) -> T:
         """Run ``fn(reads)`` on the store thread, reading through the shared cache.

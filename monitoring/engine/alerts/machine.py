@@ -31,6 +31,7 @@ from monitoring.engine.alerts.model import (
     RuleOutput,
     Transition,
 )
+from monitoring.engine.alerts.series_rows import SeriesRows
 from monitoring.engine.model import Labels
 
 DUPLICATE_LABELSET = "vector contains metrics with the same labelset after applying alert labels"
@@ -112,6 +113,7 @@ class AlertMachine:
         self._carry = _Carry.empty(0, spec.flap_window)
         self._last_time: int = int(NO_TIME)
         self._identity_cache: dict[Labels, Labels] = {}
+        self._index = SeriesRows()  # static identities: series -> rows, vectorised
 
     # ------------------------------------------------------------------ rows
 
@@ -122,7 +124,11 @@ class AlertMachine:
             self._rows[identity] = row
             self._labels.append(identity)
             self._source.append(source)
+            self._index.stale = True
         else:
+            old = self._source[row]
+            if old is not source and old != source:
+                self._index.stale = True
             self._source[row] = source
         return row
 
@@ -135,30 +141,82 @@ class AlertMachine:
             self._identity_cache[series] = found
         return found
 
-    def _map_series(self, out: RuleOutput) -> npt.NDArray[np.int64] | _Positions:
-        """Rows of the result series: one per series, or per cell when labels read $value."""
+    def _map_series(self, out: RuleOutput, idle_rows: bool = True
+                    ) -> npt.NDArray[np.int64] | _Positions:
+        """Rows of the result series: one per series, or per cell when labels read $value.
+
+        Without ``idle_rows``, a series that neither fires nor holds and whose
+        identity has no row gets -1 (no row) instead of a row forgotten again
+        at the end of the call.
+        """
         if not self._maker.dynamic:
-            return np.array([self._row(self._static_identity(s), s) for s in out.labels],
-                            dtype=_INT).reshape(len(out.labels))
+            busy: Bools | None = None
+            if not idle_rows:
+                busy = np.asarray((out.fire if out.hold is None else out.fire | out.hold
+                                   ).any(axis=1), dtype=np.bool_)
+            return self._map_static(out.labels, busy)
         mask = out.fire if out.hold is None else out.fire | out.hold
         ss, ts = np.nonzero(mask)
         rows = [self._row(self._maker.identity(out.labels[s], float(out.value[s, t])),
                           out.labels[s]) for s, t in zip(ss.tolist(), ts.tolist(), strict=True)]
         return _Positions(ss.astype(_INT), ts.astype(_INT), np.array(rows, dtype=_INT))
 
+    def _map_static(self, labels: list[Labels], busy: Bools | None) -> npt.NDArray[np.int64]:
+        """Rows of result series whose identities do not read ``$value`` (see _map_series)."""
+        index = self._index
+        sids = index.numbers(labels, self._static_identity)
+        index.refresh(self._rows, self._source)
+        mapped, moved = index.rows(sids)
+        mapped = mapped.copy()
+        missing = mapped < 0
+        if busy is not None:
+            missing &= busy  # idle series without a row stay without one (-1)
+        work = np.union1d(np.flatnonzero(missing), moved).tolist()
+        for i in work:  # new rows and changed sources, in result order
+            mapped[i] = self._row(index.identities[int(index.sid_iid[sids[i]])], labels[i])
+        shared = False
+        if work and busy is not None:  # an idle series of an identity given a row now?
+            index.refresh(self._rows, self._source)
+            shared = bool((index.rows(sids)[0][mapped < 0] >= 0).any())
+        placed = mapped[mapped >= 0]
+        if shared or len(np.unique(placed)) != len(placed):
+            # Series sharing an identity: the last one in result order is the source.
+            idle = [False] * len(labels) if busy is None else (~busy).tolist()
+            mapped = np.array([self._static_row(s, idle[i]) for i, s in enumerate(labels)],
+                              dtype=_INT).reshape(len(labels))
+        return mapped
+
+    def _static_row(self, series: Labels, idle: bool) -> int:
+        """The row of ``series`` (created if needed), or -1 for an idle one without a row."""
+        identity = self._static_identity(series)
+        if idle and identity not in self._rows:
+            return -1
+        return self._row(identity, series)
+
     # ---------------------------------------------------------------- advance
 
-    def advance(self, out: RuleOutput) -> Advance:
+    def advance(self, out: RuleOutput, *, idle_rows: bool = True) -> Advance:
         """Evaluate the rule at every time of ``out`` (after all earlier calls' times).
 
         ``Advance.values`` may be ``out.value`` itself (not a copy) when every row
-        is one result series in order.
+        is one result series in order. ``idle_rows=False`` leaves out of the
+        :class:`Advance` the rows of series that neither fire nor hold at any
+        of these times and have no alert (they change nothing, and would be
+        forgotten at the end of the call): live evaluation, one step per call,
+        reads only transitions and alerts, and a row per idle series of every
+        rule is most of its work.
         """
         times = out.times_ms
         if len(times) and self._last_time != NO_TIME and int(times[0]) <= self._last_time:
             raise ValueError(f"evaluation time {int(times[0])} is not after the previous "
                              f"evaluation at {self._last_time}")
-        mapping = self._map_series(out)
+        mapping = self._map_series(out, idle_rows)
+        if isinstance(mapping, np.ndarray) and bool((mapping < 0).any()):
+            keep = np.flatnonzero(mapping >= 0)
+            out = RuleOutput(out.times_ms, [out.labels[i] for i in keep.tolist()],
+                             out.fire[keep], out.value[keep],
+                             None if out.hold is None else out.hold[keep], out.no_data)
+            mapping = mapping[keep]
         nodata_row = -1
         if self.spec.no_data in (NoDataPolicy.FIRE, NoDataPolicy.NODATA):
             ident = self._maker.identity(NODATA_SERIES)
@@ -388,6 +446,7 @@ class AlertMachine:
         if len(keep) == len(self._labels):
             return
         self._carry = c.take(keep)
+        self._index.stale = True
         self._labels = [self._labels[i] for i in keep.tolist()]
         self._source = [self._source[i] for i in keep.tolist()]
         self._rows = {lab: i for i, lab in enumerate(self._labels)}

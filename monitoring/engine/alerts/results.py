@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitoring.engine.alerts.model import RuleOutput
-from monitoring.engine.model import Labels, QueryResult, Series, drop_name
+from monitoring.engine.model import METRIC_NAME, Labels, QueryResult, Series, drop_name
 
 BoolMatrix = npt.NDArray[np.bool_]
 FloatMatrix = npt.NDArray[np.float64]
@@ -114,7 +114,7 @@ def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> _Grid 
         return None
     grid = result.grid
     if grid is not None and np.array_equal(result.steps, times):
-        return _Grid(grid.labels, [drop_name(lab) for lab in grid.labels], grid.values,
+        return _Grid(grid.labels, [_key(lab) for lab in grid.labels], grid.values,
                      grid.present)
     present = np.zeros((len(series), len(times)), np.bool_)
     values = np.zeros((len(series), len(times)))
@@ -122,8 +122,20 @@ def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> _Grid 
         cols = _columns(times, s)
         present[i, cols] = True
         values[i, cols] = s.values
-    return _Grid([s.labels for s in series], [drop_name(s.labels) for s in series], values,
+    return _Grid([s.labels for s in series], [_key(s.labels) for s in series], values,
                  present)
+
+
+def _key(labels: Labels) -> Labels:
+    """``labels`` without ``__name__``: the same tuple when it has none.
+
+    Label sets are sorted by name, so one whose first name sorts after
+    ``__name__`` has none; a comparison's result (most alert conditions)
+    has dropped it already, and ``drop_name`` would copy each of them.
+    """
+    if not labels or labels[0][0] > METRIC_NAME:
+        return labels
+    return drop_name(labels)
 
 
 def _series(result: QueryResult | None) -> list[Series]:
