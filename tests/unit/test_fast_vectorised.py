@@ -148,3 +148,14 @@ def test_prepare_finds_staleness_markers_with_and_without_the_joint_check(
         if a.stale is not None and b.stale is not None:
             assert np.array_equal(a.stale, b.stale)
             assert np.array_equal(a.stale, a.values.view(np.uint64) == STALE_BITS)
+
+
+def test_long_ranges_take_the_rank_by_rank_loop() -> None:
+    groups = aggregate._Groups(np.arange(6, dtype=np.int64) % 2, 2)
+    for steps, columns in ((aggregate.KAHAN_COLUMNS_MAX_STEPS, True),
+                           (aggregate.KAHAN_COLUMNS_MAX_STEPS + 1, False)):
+        vec = Vector([()] * 6, np.ones((6, steps)), np.ones((6, steps), dtype=bool),
+                     np.zeros(6, dtype=bool))
+        assert (aggregate._kahan_columns(vec, groups) is not None) is columns
+        total, seen = aggregate._sum(vec, groups)
+        assert seen.all() and (total == 3.0).all()

@@ -335,6 +335,8 @@ def _kahan_columns(vec: Vector, groups: _Groups
     finite or a total overflows: ``Inc`` resets the compensation at an infinite
     total, which only the rank-by-rank loop reproduces.
     """
+    if vec.steps > KAHAN_COLUMNS_MAX_STEPS:
+        return None
     values, present = vec.values, vec.present
     with np.errstate(invalid="ignore", over="ignore"):
         if not np.isfinite(np.sum(values, where=present)):
@@ -361,6 +363,11 @@ def _kahan_columns(vec: Vector, groups: _Groups
     return totals, comps, counts
 
 
+KAHAN_COLUMNS_MAX_STEPS = 64
+"""Beyond this many steps the rank-by-rank loop is used: each of its NumPy operations then
+covers many steps, so its Python overhead is small, and it touches no padding (on a week
+at a 1-minute step, ``sum by (le)`` took 0.31 s through the columns and 0.25 s through the
+loop). Live evaluation (one step) and short ranges take the columns."""
 KAHAN_CELLS = 1 << 21
 """Cells (ranks × groups × steps) of one block of :func:`_kahan_columns`: bounds the
 temporaries on long range queries."""
