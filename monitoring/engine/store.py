@@ -152,6 +152,9 @@ does not show."""
 _MATCHED_LIMIT = 4096
 """Matcher answers a store keeps at most (see ``Store._matching``)."""
 
+_IDS_LIMIT = 1 << 20
+"""Label set -> series id entries a store keeps at most (see ``Store._resolve_ids``)."""
+
 BLOCK_MS = 86_400_000
 """The time windows of blocks: a block holds one series' samples of one aligned
 UTC day ``[k * BLOCK_MS, (k + 1) * BLOCK_MS)``. A week of a series is then 7
@@ -219,7 +222,15 @@ class Store:
         # Matchers -> chosen series, valid while the series table shows the same stamp
         # (see :meth:`_matching`).
         self._matched: dict[tuple[tuple[str, ...], ...], dict[int, Labels]] = {}
+        # Bounds of the head's times (oldest, newest): every head row lies within
+        # them. Widened by each insert, so removing rows keeps them true; dropped
+        # on compaction and rollback, then asked again (see :meth:`_maybe_compact`).
+        self._head_bounds: tuple[int, int] | None = None
         self._matched_stamp: tuple[int, int] | None = None
+        # Normalised label set -> series id, dropped with the matcher answers: a
+        # collector writes the same series every scrape, and each look-up by key
+        # costs a JSON encoding and a query (see :meth:`_resolve_ids`).
+        self._ids: dict[Labels, int] = {}
         self._con = _connect(self.path, read_only)
         if memory_limit is not None:
             try:
@@ -404,7 +415,9 @@ class Store:
             raise ValueError("series_index, ts and values differ in length")
         if len(idx) and (idx.min() < 0 or idx.max() >= len(label_sets)):
             raise ValueError("series_index out of range of label_sets")
-        normal = [normalise_labels(ls) for ls in label_sets]
+        normal = [self._normal(ls) for ls in label_sets]
+        if not len(idx):
+            return 0  # nothing to write: no transaction, no compaction check
         with self.transaction():
             # Pieces in order: a later piece replaces what an earlier one wrote
             # at the same (series, time), so the last write still wins.
@@ -413,6 +426,27 @@ class Store:
                 self._write(normal, idx[a:b], times[a:b], vals[a:b])
             self._maybe_compact()
         return len(idx)
+
+    def _head_span(self) -> tuple[int, int] | None:
+        """The oldest and newest head times; None for an empty head (a scan of ``ts``)."""
+        row = self._con.execute("SELECT min(ts), max(ts) FROM samples").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    def _normal(self, labels: LabelsLike) -> Labels:
+        """``labels`` normalised; a tuple equal to a known series' labels is taken as is.
+
+        Only normalised label sets are kept in ``_ids``, so a tuple found there
+        is normalised already (callers such as the read cache normalise first).
+        """
+        if type(labels) is tuple:
+            try:
+                if labels in self._ids:
+                    return labels
+            except TypeError:  # unhashable pairs (lists): normalise below
+                pass
+        return normalise_labels(labels)
 
     def _write_batch(self, builder: BatchBuilder) -> int:
         idx, ts, values = builder.arrays()
@@ -448,10 +482,20 @@ class Store:
         the head: that is where ongoing writes land, and folding it would make
         each later write rewrite that day's blocks.
         """
-        row = self._con.execute("SELECT max(ts) FROM samples").fetchone()
-        if row is None or row[0] is None:
-            return
-        cut = _window_start(int(row[0]))
+        # Bounds of the head's times kept by this store (``_head_bounds``) settle
+        # the usual case, all rows in the newest window, without a query; else
+        # the exact bounds, then the count (each a scan of the head).
+        for exact in (False, True):
+            if exact or self._head_bounds is None:
+                self._head_bounds = self._head_span()
+            if self._head_bounds is None:
+                return
+            lo, hi = self._head_bounds
+            cut = _window_start(hi)
+            if lo >= cut:
+                return
+            if exact:
+                break
         row = self._con.execute("SELECT count(*) FROM samples WHERE ts < $cut",
                                 {"cut": cut}).fetchone()
         if row is not None and int(row[0]) > _HEAD_LIMIT:
@@ -520,6 +564,7 @@ class Store:
         Inside a transaction. The folded rows leave the head: all of them by
         replacing the table, or by one delete when some are kept.
         """
+        self._head_bounds = None  # rows leave the head
         hi = INT64_MAX if cut is None else cut - 1
         ids = np.array([r[0] for r in self._con.execute(
             "SELECT DISTINCT series_id FROM samples WHERE ts <= $hi ORDER BY series_id",
@@ -536,8 +581,25 @@ class Store:
         """Ids of the label sets, creating missing series; also whether any existed.
 
         The same label set may appear more than once (given as a mapping and as
-        pairs, say): it gets one id.
+        pairs, say): it gets one id. Ids found are kept in ``_ids`` while the
+        series table shows the same stamp (as matcher answers are).
         """
+        self._check_series_stamp()
+        cached = self._ids
+        hits = [cached.get(ls) for ls in label_sets]
+        if None not in hits:
+            return np.array(hits, dtype=np.int64), bool(hits)
+        if len(cached) + len(label_sets) > _IDS_LIMIT:
+            cached.clear()
+        pos = [i for i, sid in enumerate(hits) if sid is None]
+        ids, existed = self._resolve_keys([label_sets[i] for i in pos])
+        for i, sid in zip(pos, ids.tolist(), strict=True):
+            hits[i] = sid
+            cached[label_sets[i]] = sid
+        return np.array(hits, dtype=np.int64), existed or len(pos) < len(hits)
+
+    def _resolve_keys(self, label_sets: list[Labels]) -> tuple[IndexArray, bool]:
+        """:meth:`_resolve_ids` by the ``series`` table alone."""
         keys = [series_key(ls) for ls in label_sets]
         unique = list(dict.fromkeys(keys))
         rows = self._con.execute(
@@ -586,6 +648,9 @@ class Store:
                  "slo": int(sid.min()), "shi": int(sid.max())})
 
     def _insert_samples(self, sid: IndexArray, ts: TimeArray, values: ValueArray) -> None:
+        if self._head_bounds is not None:
+            lo, hi = self._head_bounds
+            self._head_bounds = (min(lo, int(ts.min())), max(hi, int(ts.max())))
         nan = np.isnan(values)
         columns: dict[str, npt.NDArray[Any]] = {"series_id": sid, "ts": ts, "value": values}
         if not nan.any():
@@ -752,12 +817,7 @@ class Store:
         mapping is shared: callers must not change it.
         """
         key = tuple(tuple(m) for m in matchers)
-        [(count, last)] = self._con.execute(
-            "SELECT count(*), coalesce(max(id), 0) FROM series").fetchall()
-        stamp = (int(count), int(last))
-        if stamp != self._matched_stamp:
-            self._forget_series()
-            self._matched_stamp = stamp
+        self._check_series_stamp()
         found = self._matched.get(key)
         if found is None:
             if len(self._matched) >= _MATCHED_LIMIT:  # ad-hoc queries: keep it bounded
@@ -765,10 +825,21 @@ class Store:
             found = self._matched[key] = self._match(matchers)
         return found
 
+    def _check_series_stamp(self) -> None:
+        """Drop what is kept of the series table if its stamp moved (see :meth:`_matching`)."""
+        [(count, last)] = self._con.execute(
+            "SELECT count(*), coalesce(max(id), 0) FROM series").fetchall()
+        stamp = (int(count), int(last))
+        if stamp != self._matched_stamp:
+            self._forget_series()
+            self._matched_stamp = stamp
+
     def _forget_series(self) -> None:
-        """Drop the kept matcher answers (the series table changed)."""
+        """Drop the kept matcher answers, series ids and head bounds (a change or rollback)."""
         self._matched.clear()
+        self._ids.clear()
         self._matched_stamp = None
+        self._head_bounds = None
 
     def _match(self, matchers: Sequence[Matcher]) -> dict[int, Labels]:
         for _name, op, want in matchers:

@@ -112,7 +112,7 @@ class LiveRule:
     broken: str | None = None  # why the rule can never be evaluated (cycle, start()...)
     present: set[Labels] = field(default_factory=set)  # recorded series at the last evaluation
     sent: dict[Labels, Alert] = field(default_factory=dict)  # alerts told as firing last time
-    saved: str | None = None  # the last saved snapshot (without its time), to skip rewrites
+    saved: dict[str, Any] | None = None  # the last saved snapshot without its time
 
     def nodes(self) -> list[ir.Node]:
         return [*self.rule.roots, self.value.node]

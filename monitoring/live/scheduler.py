@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -44,8 +43,8 @@ from monitoring.engine.alerts import NODATA_LABEL, AlertMachine, AlertState, Tra
 from monitoring.engine.alerts import Alert as MachineAlert
 from monitoring.engine.model import Labels
 from monitoring.engine.query import QueryOptions
-from monitoring.live.alert_state import AlertStateStore, StoredState
-from monitoring.live.history import AlertHistory, TransitionRecord
+from monitoring.live.alert_state import AlertStateStore, StoredState, in_transaction, same_database
+from monitoring.live.history import AlertHistory, TransitionRecord, insert_transitions
 from monitoring.live.rule_eval import (
     Computed,
     LiveGroup,
@@ -112,6 +111,7 @@ class LiveEvaluator:
         self._access = access
         self._state = state
         self._history = history
+        self._one_transaction = same_database(state.conn, history.conn)
         self._clock = clock
         self._on_alerts = on_alerts
         self._audit = audit
@@ -335,15 +335,30 @@ class LiveEvaluator:
         alerts.extend(a.resolved(at_ms) for labels, a in r.sent.items() if labels not in told)
         r.sent = told
         snapshot = r.machine.snapshot()
-        text = _comparable(snapshot)
-        if text != r.saved:
+        kept = _comparable(snapshot)
+        if kept != r.saved:
             states.append(StoredState(r.key, r.rule.name, r.rule.group, r.rule.file,
                                       r.signature, snapshot, at_ms))
-            r.saved = text
+            r.saved = kept
 
     def _persist(self, group_key: str, records: list[TransitionRecord],
                  states: list[StoredState]) -> None:
-        """History and state in the database; a failure is logged, the engine goes on."""
+        """History and state in the database; a failure is logged, the engine goes on.
+
+        Both go in one transaction when the tables share a database (a commit
+        costs milliseconds, and a cycle persists hundreds of groups); if that
+        fails, each is tried on its own, so one table's failure keeps the other.
+        """
+        if not records and not states:
+            return
+        if self._one_transaction:
+            try:
+                with in_transaction(self._state.conn):
+                    insert_transitions(self._state.conn, records)
+                    self._state.write(states)
+                return
+            except duckdb.Error:
+                pass  # each on its own below: the error is logged there
         try:
             self._history.add(records)
         except duckdb.Error as exc:
@@ -414,10 +429,15 @@ def _told(a: MachineAlert) -> bool:
                                              or NODATA_LABEL in a.labels)
 
 
-def _comparable(snapshot: Mapping[str, Any]) -> str:
-    """A snapshot as text without its time: equal texts need no rewrite."""
-    return json.dumps({k: v for k, v in snapshot.items() if k != "last_time"},
-                      sort_keys=True, separators=(",", ":"))
+def _comparable(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """A snapshot without its time: an equal one needs no rewrite.
+
+    Compared as data, not as JSON text: encoding every rule's snapshot at
+    every evaluation cost more than the comparison (NaN never reaches it: the
+    snapshot writes a missing value as None; were one there, the rule would
+    only be rewritten).
+    """
+    return {k: v for k, v in snapshot.items() if k != "last_time"}
 
 
 def _moved(old: RuleStatus, new: RuleStatus) -> RuleStatus:
