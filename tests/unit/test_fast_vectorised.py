@@ -159,3 +159,28 @@ def test_long_ranges_take_the_rank_by_rank_loop() -> None:
         assert (aggregate._kahan_columns(vec, groups) is not None) is columns
         total, seen = aggregate._sum(vec, groups)
         assert seen.all() and (total == 3.0).all()
+
+
+def test_long_ranges_search_series_by_series(monkeypatch: pytest.MonkeyPatch) -> None:
+    from monitoring.engine.fast import kernels
+
+    rng = np.random.default_rng(3)
+    raw = selectors._prepare(_random_series(rng, 4, False))
+    ts_list, vs_list = [s.ts for s in raw], [s.values for s in raw]
+    short = np.arange(search.FLAT_MAX_STEPS, dtype=np.int64) * 10
+    long = np.arange(search.FLAT_MAX_STEPS + 1, dtype=np.int64) * 10
+    want_windows = build_windows(ts_list, vs_list, long, 30, long, [])
+    want_lookup = selectors.instant_lookup(raw, long, 100)
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("combined keys built for a long range")
+
+    monkeypatch.setattr(kernels, "search_all", refuse)
+    monkeypatch.setattr(selectors, "search_all", refuse)
+    got = build_windows(ts_list, vs_list, long, 30, long, [])
+    assert np.array_equal(got.lo, want_windows.lo) and np.array_equal(got.hi, want_windows.hi)
+    values, present, _ = selectors.instant_lookup(raw, long, 100)
+    assert values.tobytes() == want_lookup[0].tobytes()
+    assert np.array_equal(present, want_lookup[1])
+    with pytest.raises(AssertionError, match="combined keys"):
+        build_windows(ts_list, vs_list, short, 30, short, [])

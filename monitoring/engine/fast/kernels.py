@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.engine.fast.search import search_all
+from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError, TimeArray, ValueArray
 
@@ -79,7 +79,8 @@ def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: Tim
     # earlier window ends: those starts need no search of their own.
     shift = _shared_edges(ends, range_ms)
     starts = ends[:shift] - range_ms
-    found = search_all(ts, first, lens, ends, side="right")
+    found = search_all(ts, first, lens, ends, side="right") \
+        if len(ends) <= FLAT_MAX_STEPS else None
     if found is not None:
         hi = found
         lo = np.empty_like(hi)

@@ -18,7 +18,7 @@ from typing import TypeVar, cast
 
 import numpy as np
 
-from monitoring.engine.fast.search import search_all
+from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import (
     Labels,
@@ -285,7 +285,7 @@ def instant_lookup(
     sample timestamps (for ``timestamp()``).
     """
     n, steps = len(series), len(times)
-    if n > 1 and sum(len(s.ts) for s in series) <= FLAT_SAMPLES:
+    if n > 1 and steps <= FLAT_MAX_STEPS and sum(len(s.ts) for s in series) <= FLAT_SAMPLES:
         flat = _Flat.of(series)
         count = search_all(flat.ts, flat.first, flat.lens, times, side="right")
         if count is not None and len(flat.ts):
