@@ -291,6 +291,7 @@ class Runtime:
             from monitoring.live.prom_pull import PrometheusPuller, rule_selectors
 
             self.puller = PrometheusPuller(opts.prometheus_url, rule_selectors(self.rule_set))
+            self._pulled_rules: RuleSet | None = self.rule_set
             out.append(self._pull)
         return out
 
@@ -304,7 +305,9 @@ class Runtime:
         from monitoring.live.prom_pull import rule_lookback_ms, rule_selectors
 
         puller = self.puller
-        puller.selectors = rule_selectors(self.rule_set)
+        if self._pulled_rules is not self.rule_set:  # rules changed: new selectors
+            puller.selectors = rule_selectors(self.rule_set)
+            self._pulled_rules = self.rule_set
         if self._last_pull_ms is None:
             reach = min(max(rule_lookback_ms(self.rule_set), self.options.collect_interval_ms),
                         FIRST_PULL_MAX_MS)

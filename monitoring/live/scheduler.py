@@ -56,7 +56,7 @@ from monitoring.live.rule_eval import (
     plan_groups,
 )
 from monitoring.live.store_access import StoreAccess
-from monitoring.notify.model import FIRING, Alert, AuditSink, Clock, fingerprint
+from monitoring.notify.model import FIRING, Alert, AuditSink, Clock, fingerprint, sleep_or
 
 log = logging.getLogger(__name__)
 
@@ -242,16 +242,7 @@ class LiveEvaluator:
     async def _sleep(self, ms: int | None, stop: asyncio.Event) -> None:
         """Sleep ``ms`` on the clock, or until ``stop`` or a rule change."""
         self._wake.clear()
-        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()),
-                                            asyncio.ensure_future(self._wake.wait())]
-        if ms is not None:
-            waits.append(asyncio.ensure_future(self._clock.sleep_ms(max(ms, 0))))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-            await asyncio.gather(*waits, return_exceptions=True)
+        await sleep_or(self._clock, ms, stop, self._wake)
 
     # ------------------------------------------------------------ one evaluation
 

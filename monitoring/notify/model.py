@@ -258,10 +258,14 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-async def sleep_or(clock: Clock, ms: int, *events: asyncio.Event) -> None:
-    """Sleep ``ms`` of clock time, or less: until one of ``events`` is set (stop, wake)."""
-    waits = [asyncio.ensure_future(clock.sleep_ms(ms)),
-             *(asyncio.ensure_future(e.wait()) for e in events)]
+async def sleep_or(clock: Clock, ms: int | None, *events: asyncio.Event) -> None:
+    """Sleep ``ms`` of clock time, or less: until one of ``events`` is set (stop, wake).
+
+    ``ms`` None waits for an event only.
+    """
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(e.wait()) for e in events]
+    if ms is not None:
+        waits.append(asyncio.ensure_future(clock.sleep_ms(max(ms, 0))))
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:

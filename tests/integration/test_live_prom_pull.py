@@ -18,16 +18,10 @@ import pytest
 
 from monitoring.demo import HOUR_MS, MINUTE_MS, write_demo
 from monitoring.dryrun.ruleset import load_rule_set
-from monitoring.engine.export import export_openmetrics
 from monitoring.engine.model import Labels, is_stale
 from monitoring.engine.store import Store
 from monitoring.live.prom_pull import PrometheusPuller, PullError, rule_selectors
-from tests.support.prometheus import (
-    PrometheusServer,
-    create_blocks,
-    free_port,
-    peer_binary,
-)
+from tests.support.prometheus import PrometheusServer, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 END_MS = 1_767_225_600_000  # the demo's default end
@@ -39,18 +33,11 @@ Key = tuple[Labels, int, str]
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer_binary("prometheus")
-    peer_binary("promtool")
     root = tmp_path_factory.mktemp("prom_pull")
     store = Store(root / "history.duckdb")
     write_demo(store, 3 / 24, seed=4, end_ms=END_MS)
-    om = root / "history.om"
-    with om.open("w", encoding="utf-8") as f:
-        export_openmetrics(store, f)
-    storage = root / "tsdb"
-    create_blocks(om, storage)
     try:
-        with PrometheusServer(storage) as server:
+        with serving(store, root) as server:
             yield server, store
     finally:
         store.close()

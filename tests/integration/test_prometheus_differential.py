@@ -81,18 +81,12 @@ from hypothesis import strategies as st
 
 from monitoring.dsl.compiler import compile_query
 from monitoring.engine.evaluator import evaluate
-from monitoring.engine.export import export_openmetrics
 from monitoring.engine.model import EvalError, Labels, QueryResult
 from monitoring.engine.query import QueryOptions
 from monitoring.engine.query_cli import render
 from monitoring.engine.store import Store
 from tests.support import datagen
-from tests.support.prometheus import (
-    PrometheusError,
-    PrometheusServer,
-    create_blocks,
-    peer_binary,
-)
+from tests.support.prometheus import PrometheusError, PrometheusServer, serving
 
 START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DURATION_MS = 3 * 3_600_000
@@ -108,19 +102,12 @@ Peer = tuple[PrometheusServer, Store]
 
 @pytest.fixture(scope="module")
 def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer_binary("prometheus")
-    peer_binary("promtool")
     root = tmp_path_factory.mktemp("differential")
     store = Store(root / "history.duckdb")
     for chunk in datagen.generate_chunks(N_SERIES, START_MS, DURATION_MS):
         store.append_arrays(chunk.label_sets, chunk.index, chunk.ts, chunk.values)
-    om = root / "history.om"
-    with om.open("w", encoding="utf-8") as f:
-        export_openmetrics(store, f)
-    storage = root / "tsdb"
-    create_blocks(om, storage)
     try:
-        with PrometheusServer(storage) as server:
+        with serving(store, root) as server:
             yield server, store
     finally:
         store.close()

@@ -12,13 +12,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tests.support.processes import stop_process_group
+from tests.support.processes import stop_process_group, wait_ready
 from tests.support.prometheus import PeerMissing, free_port
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
@@ -92,20 +90,10 @@ class AlertmanagerServer:
              f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
              f"--web.external-url={self.url}", "--log.level=info"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"alertmanager exited: {self.log_text[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"alertmanager did not become ready: {self.log_text[-2000:]}")
+        problem = wait_ready(self.process, f"{self.url}/-/ready", timeout)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"alertmanager {problem}: {self.log_text[-2000:]}")
 
     def stop(self) -> None:
         """Stop the server by its PID (and its process group)."""

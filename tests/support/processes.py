@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+import urllib.request
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -22,3 +24,22 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> 
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=timeout)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], ready_url: str, timeout: float) -> str:
+    """Poll ``ready_url`` until it answers 200: "" then, else what went wrong.
+
+    "exited" when the process ended first, "did not become ready" after ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return "exited"
+        try:
+            with urllib.request.urlopen(ready_url, timeout=2) as r:
+                if r.status == 200:
+                    return ""
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return "did not become ready"

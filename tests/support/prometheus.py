@@ -13,17 +13,19 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
 
-from tests.support.processes import stop_process_group
+from monitoring.engine.export import export_openmetrics
+from monitoring.engine.store import Store
+from tests.support.processes import stop_process_group, wait_ready
 
 
 class PeerMissing(RuntimeError):
@@ -80,6 +82,23 @@ def create_blocks(openmetrics: Path, storage: Path, max_block_duration: str | No
         raise RuntimeError(f"promtool create-blocks-from failed: {result.stderr[-2000:]}")
 
 
+@contextmanager
+def serving(store: Store, root: Path) -> Iterator[PrometheusServer]:
+    """A Prometheus serving ``store``'s samples (OpenMetrics export, promtool blocks in ``root``).
+
+    The peer binaries are required as :func:`peer_binary` requires them.
+    """
+    peer_binary("prometheus")
+    peer_binary("promtool")
+    om = root / "history.om"
+    with om.open("w", encoding="utf-8") as f:
+        export_openmetrics(store, f)
+    storage = root / "tsdb"
+    create_blocks(om, storage)
+    with PrometheusServer(storage) as server:
+        yield server
+
+
 @dataclass
 class PrometheusServer:
     """A running Prometheus; use as a context manager."""
@@ -124,21 +143,11 @@ class PrometheusServer:
              "--query.timeout=10m", "--log.level=warn", *self.flags],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.stop()
-                raise RuntimeError("prometheus exited: "
-                                   + (self.storage / "prometheus.log").read_text()[-2000:])
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("prometheus did not become ready")
+        problem = wait_ready(self.process, f"{self.url}/-/ready", timeout)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"prometheus {problem}: "
+                               + (self.storage / "prometheus.log").read_text()[-2000:])
 
     def stop(self) -> None:
         """Stop the server by its PID (and its process group)."""
