@@ -150,7 +150,7 @@ def vectors(draw: st.DrawFn, depth: int = 0) -> str:
 # ------------------------------------------------------------------ comparison
 
 QUERY_ERRORS = ("many-to-many matching not allowed", "found duplicate series",
-                "same labelset")
+                "same labelset", "many-to-one matching must be explicit")
 """The only errors expressions of this subset can legitimately raise (Prometheus's wording)."""
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from monitoring.engine.fast.native import search_right
 from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError, TimeArray, ValueArray
@@ -94,9 +95,9 @@ def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: Tim
     hi = np.empty_like(lo)
     for i, t in enumerate(ts_list):
         row_hi = hi[i]
-        row_hi[:] = np.searchsorted(t, ends, side="right")
+        row_hi[:] = search_right(t, ends)
         row_lo = lo[i]
-        row_lo[:shift] = np.searchsorted(t, starts, side="right")
+        row_lo[:shift] = search_right(t, starts)
         row_lo[shift:] = row_hi[:len(ends) - shift]
         if first[i]:
             row_lo += first[i]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from monitoring.dsl import ir
+from monitoring.engine.fast import native
 from monitoring.engine.fast.anomaly import ANOMALY_KERNELS
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.kernels import KERNELS, Kernel, build_windows
@@ -88,9 +89,16 @@ def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
     present = np.zeros((n, steps), dtype=bool)
     per_batch = max(1, BATCH_CELLS // max(steps, 1))
 
+    native_kernel = func in native.EXTRAPOLATED and not params
+
     def run(start: int) -> None:
         # Batches write disjoint rows of the output, so they can run in any order.
         stop = min(n, start + per_batch)
+        if native_kernel and all(
+                native.extrapolated_rate(func, data.ts[i], data.values[i], data.ends,
+                                         data.range_ms, values[i], present[i])
+                for i in range(start, stop)):
+            return
         w = build_windows(data.ts[start:stop], data.values[start:stop], data.ends,
                           data.range_ms, step_times, params)
         with np.errstate(all="ignore"):

@@ -18,6 +18,7 @@ from typing import TypeVar, cast
 
 import numpy as np
 
+from monitoring.engine.fast.native import lookup
 from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import (
@@ -293,26 +294,10 @@ def instant_lookup(
     values = np.empty((n, steps), dtype=np.float64)
     present = np.empty((n, steps), dtype=bool)
     stamps = np.empty((n, steps), dtype=np.int64) if want_ts else None
-    floor = times - lookback_ms
+    times = np.ascontiguousarray(times, dtype=np.int64)
     for i, s in enumerate(series):
-        row_ok = present[i]
-        if len(s.ts) == 0:
-            row_ok[:] = False
-            values[i] = 0.0
-            continue
-        # Samples at or before each time; the newest of them is at ``count - 1``.
-        count = np.searchsorted(s.ts, times, side="right")
-        idx = np.subtract(count, 1, out=count)
-        found = idx >= 0
-        np.maximum(idx, 0, out=idx)
-        t = s.ts[idx]
-        np.greater(t, floor, out=row_ok)
-        row_ok &= found
-        if s.stale is not None:
-            row_ok &= ~s.stale[idx]
-        np.take(s.values, idx, out=values[i])
-        if stamps is not None:
-            stamps[i] = t
+        lookup(s.ts, s.values, s.stale, times, lookback_ms, values[i], present[i],
+               stamps[i] if stamps is not None else None)
     return values, present, stamps
 
 

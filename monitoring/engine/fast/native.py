@@ -1,0 +1,133 @@
+"""Searches over sorted sample times, by a forward walk (C) or by ``searchsorted`` (NumPy).
+
+An evaluation over many steps looks up every step time in every series' sample
+times. The step times ascend, so one walk through a series' samples finds all
+of them, each step moving a few samples on: the compiled module ``_native``
+does that walk, about four times faster than a binary search per step (a week
+of 15 s samples at a 60 s step), with the interpreter lock released.
+
+Every function is declared here once, with two implementations: the compiled
+one and its NumPy twin (the ``numpy_*`` functions), which the tests compare
+element for element on generated data. The NumPy twin is used when the module
+was not built (no C compiler at install time), when the keys do not ascend, or
+with ``MONITORING_NATIVE=0`` in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+
+from monitoring.engine.fast.values import BoolArray, IndexArray
+from monitoring.engine.model import TimeArray, ValueArray
+
+
+def _load() -> ModuleType | None:
+    if os.environ.get("MONITORING_NATIVE", "1") == "0":
+        return None
+    try:
+        from monitoring.engine.fast import _native
+    except ImportError:
+        return None
+    module: ModuleType = _native
+    return module
+
+
+_NATIVE = _load()
+
+AVAILABLE = _NATIVE is not None
+"""Whether the compiled walk is in use."""
+
+
+def _contiguous(a: npt.NDArray[np.generic]) -> bool:
+    return bool(a.flags.c_contiguous)
+
+
+def search_right(ts: TimeArray, keys: TimeArray) -> IndexArray:
+    """``np.searchsorted(ts, keys, side="right")`` of ascending sample times ``ts``."""
+    if _NATIVE is not None and ts.dtype == np.int64 and keys.dtype == np.int64 \
+            and _contiguous(ts) and _contiguous(keys):
+        out = np.empty(len(keys), dtype=np.int64)
+        if _NATIVE.search_right(ts, keys, out):
+            return out
+    return numpy_search_right(ts, keys)
+
+
+def numpy_search_right(ts: TimeArray, keys: TimeArray) -> IndexArray:
+    """The NumPy twin of :func:`search_right`."""
+    out: IndexArray = np.searchsorted(ts, keys, side="right")
+    return out
+
+
+def lookup(ts: TimeArray, values: ValueArray, stale: BoolArray | None, times: TimeArray,
+           lookback_ms: int, out_values: ValueArray, out_present: BoolArray,
+           out_stamps: IndexArray | None) -> None:
+    """The newest sample of one series in ``(t - lookback, t]`` for every time ``t``.
+
+    Fills ``out_values`` and ``out_present`` (and ``out_stamps``, the sample's
+    time, unless ``None``). Where nothing is present, the value and stamp are
+    those of the newest sample at or before ``t``, else of the first sample:
+    the evaluator's matrices hold something defined in every cell. A series
+    without samples gets 0.0 and leaves its stamps as they are. ``stale``
+    marks staleness markers (never present).
+    """
+    if _NATIVE is not None and ts.dtype == np.int64 and values.dtype == np.float64 \
+            and times.dtype == np.int64 and all(
+                _contiguous(a) for a in (ts, values, times, out_values, out_present)) \
+            and (stale is None or _contiguous(stale)) \
+            and (out_stamps is None or _contiguous(out_stamps)) \
+            and _NATIVE.lookup(ts, values, stale, times, int(lookback_ms), out_values,
+                               out_present, out_stamps):
+        return
+    numpy_lookup(ts, values, stale, times, lookback_ms, out_values, out_present, out_stamps)
+
+
+def numpy_lookup(ts: TimeArray, values: ValueArray, stale: BoolArray | None,
+                 times: TimeArray, lookback_ms: int, out_values: ValueArray,
+                 out_present: BoolArray, out_stamps: IndexArray | None) -> None:
+    """The NumPy twin of :func:`lookup`."""
+    if len(ts) == 0:
+        out_present[:] = False
+        out_values[:] = 0.0
+        return
+    # Samples at or before each time; the newest of them is at ``count - 1``.
+    count = np.searchsorted(ts, times, side="right")
+    idx = np.subtract(count, 1, out=count)
+    found = idx >= 0
+    np.maximum(idx, 0, out=idx)
+    t = ts[idx]
+    np.greater(t, times - lookback_ms, out=out_present)
+    out_present &= found
+    if stale is not None:
+        out_present &= ~stale[idx]
+    np.take(values, idx, out=out_values)
+    if out_stamps is not None:
+        out_stamps[:] = t
+
+
+EXTRAPOLATED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+"""Range functions :func:`extrapolated_rate` computes: (is_counter, is_rate) by name.
+Their NumPy twin is :func:`monitoring.engine.fast.kernels.extrapolated_rate`."""
+
+
+def extrapolated_rate(func: str, ts: TimeArray, values: ValueArray, ends: TimeArray,
+                      range_ms: int, out_values: ValueArray, out_present: BoolArray) -> bool:
+    """``rate``/``increase``/``delta`` of one series over the window ending at each ``ends``.
+
+    Prometheus's ``extrapolatedRate`` in its own order of operations (counter
+    resets added one by one); ``ts``/``values`` hold no staleness markers.
+    Fills one output row (0.0 where absent) and returns ``True``, or returns
+    ``False`` without touching it when the compiled module cannot (not built,
+    ends not ascending): the caller then uses the NumPy kernel.
+    """
+    if _NATIVE is None or func not in EXTRAPOLATED or ts.dtype != np.int64 \
+            or values.dtype != np.float64 or ends.dtype != np.int64 \
+            or not all(_contiguous(a) for a in (ts, values, ends, out_values, out_present)):
+        return False
+    is_counter, is_rate = EXTRAPOLATED[func]
+    done: bool = _NATIVE.extrapolated_rate(ts, values, ends, int(range_ms), range_ms / 1000.0,
+                                           is_counter, is_rate, out_values, out_present)
+    return done
