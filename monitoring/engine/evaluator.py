@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from monitoring.dsl import ir
-from monitoring.engine.fast import binary, ranges
+from monitoring.engine.fast import binary, native, ranges
 from monitoring.engine.fast.aggregate import aggregate, go_g
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels
@@ -38,7 +38,7 @@ from monitoring.engine.fast.values import (
     String,
     Value,
     Vector,
-    concat,
+    concat_sorted,
     merge_same_labels,
 )
 from monitoring.engine.model import (
@@ -496,8 +496,9 @@ class _Run:
         ends = _eval_times(grid, self.at_ms(sel.at), sel.offset_ms)
         if not len(ends):
             return None
+        cheap = native.AVAILABLE and node.func in native.EXTRAPOLATED and not params
         groups = self.store.stream(sel.matchers, int(ends.min()) - arg.range_ms + 1,
-                                   int(ends.max()))
+                                   int(ends.max()), cheap)
         if groups is None:
             return None
         parts: list[Vector] = []
@@ -510,11 +511,7 @@ class _Run:
                 out = ranges.apply_kernel(key, data, grid.times(), params)
                 ranges.counter_info(node.func, data, out, ctx, arg)
                 parts.append(out)
-        vec = concat(parts, grid.count)
-        order = sorted(range(len(vec)), key=vec.labels.__getitem__)
-        if order != list(range(len(vec))):
-            vec = vec.take(order)
-        return vec
+        return concat_sorted(parts, grid.count)
 
     # ------------------------------------------------------------ results
 
@@ -545,10 +542,19 @@ class _Run:
             return self.finish(QueryResult("vector", steps, out))
         order = sorted(range(len(vec)), key=lambda i: vec.labels[i])
         full: BoolArray = np.logical_and.reduce(vec.present, axis=1)
+        # Series with a point at every step share one read-only copy of the steps,
+        # and their values are copied out of the matrix in one block: a copy per
+        # series cost more than the evaluation of a cheap expression's last step.
+        every_step = steps.copy()
+        every_step.flags.writeable = False
+        full_rows = [i for i in order if full[i]]
+        block = vec.values[full_rows] if full_rows else vec.values[:0]
+        row_of = {i: k for k, i in enumerate(full_rows)}
         out = []
         for i in order:
-            if full[i]:  # a plain copy is much cheaper than a boolean selection
-                out.append(Series(vec.labels[i], steps.copy(), vec.values[i].copy()))
+            k = row_of.get(i)
+            if k is not None:
+                out.append(Series(vec.labels[i], every_step, block[k]))
                 continue
             mask = vec.present[i]
             out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))

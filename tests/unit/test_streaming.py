@@ -50,6 +50,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
 @pytest.fixture()
 def tiny_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(selectors, "STREAM_GROUP", 500)
+    monkeypatch.setattr(selectors, "STREAM_GROUP_CHEAP", 500)
 
 
 def run(expr: str, source: Store | MemorySource, options: QueryOptions | None = None
