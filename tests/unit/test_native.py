@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitoring.engine.fast import native
-from monitoring.engine.fast.kernels import build_windows
+from monitoring.engine.fast.kernels import build_windows, numpy_window_sums
 from monitoring.engine.fast.kernels import extrapolated_rate as numpy_extrapolated_rate
 from monitoring.engine.reference.rangefuncs import Ctx, _extrapolated
 
@@ -175,3 +175,28 @@ def test_descending_ends_are_left_to_the_numpy_kernel() -> None:
     assert out.tolist() == [9.0] * 3 and present.all()  # untouched
     assert not native.extrapolated_rate("irate", ts, vs, ends[::-1].copy(), 60_000, out,
                                         present)  # not one of its functions
+
+
+@needs_native
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), ends=step_times(), range_ms=st.integers(1, 300_000),
+       mean=st.booleans(), count=st.integers(1, 4))
+def test_window_sums_give_the_numpy_bits(data: st.DataObject, ends: np.ndarray,
+                                         range_ms: int, mean: bool, count: int) -> None:
+    # A batch of several series, as the kernels see it: NaN, infinities, negative
+    # values and huge magnitudes (cancellation) included.
+    ts_list, vs_list = [], []
+    for _ in range(count):
+        ts = data.draw(sample_times(max_len=40))
+        big = st.floats(-1e300, 1e300) | st.sampled_from([1e16, -1e16, 1.0, -1.0])
+        vs = data.draw(st.lists(values | big, min_size=len(ts), max_size=len(ts)))
+        ts_list.append(ts)
+        vs_list.append(np.array(vs, dtype=np.float64))
+    w = build_windows(ts_list, vs_list, ends, range_ms, ends, [])
+    got = native.window_sums(w.vs, w.lo, w.hi, mean)
+    assert got is not None
+    ok = w.hi > w.lo
+    with np.errstate(all="ignore"):
+        want = numpy_window_sums(w, ok, w.count if mean else None)
+    assert np.array_equal(got[0], want[0], equal_nan=True)
+    assert np.array_equal(got[1], want[1])

@@ -1,13 +1,17 @@
 /*
- * Forward walks over sorted sample times (monitoring.engine.fast.native).
+ * Walks over sorted sample times (monitoring.engine.fast.native).
  *
  * An evaluation over many steps searches each series' sample times for every
  * step time. NumPy's searchsorted does a binary search per step; the step times
  * ascend, so one forward walk through the samples finds them all (each step
  * moves a few samples on), about four times faster on a week of 15 s samples
- * at a 60 s step. Every function here has a NumPy twin in native.py that the
- * tests compare it with; the results are the same integers and the same
- * values, element for element.
+ * at a 60 s step. The same walk computes rate/increase/delta window by
+ * window, and one pass the prefix sums of sum_over_time/avg_over_time.
+ *
+ * Every function here has a NumPy twin (native.py, kernels.py) that
+ * tests/unit/test_native.py compares it with, element for element and bit for
+ * bit; extrapolated_rate is compared bit for bit with the reference evaluator,
+ * which its NumPy twin matches only up to the rounding of its prefix sums.
  *
  * Arrays come in through the buffer protocol (C-contiguous, checked by the
  * Python wrapper), so this module needs no NumPy headers to build. The loops
@@ -16,6 +20,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <math.h>
 #include <string.h>
 
 static int
@@ -36,6 +41,27 @@ release(Py_buffer *const *buffers, size_t count)
     for (size_t b = 0; b < count; b++) {
         PyBuffer_Release(buffers[b]);
     }
+}
+
+/* Working memory of the calling thread, kept between calls: fresh pages cost a
+   page fault each (a few microseconds in a virtual machine), more than the walk
+   that uses them. Grows to the largest request; one block per thread. */
+static _Thread_local void *scratch_block = NULL;
+static _Thread_local size_t scratch_size = 0;
+
+static void *
+scratch(size_t bytes)
+{
+    if (bytes > scratch_size) {
+        void *grown = PyMem_RawMalloc(bytes);
+        if (grown == NULL) {
+            return NULL;
+        }
+        PyMem_RawFree(scratch_block);
+        scratch_block = grown;
+        scratch_size = bytes;
+    }
+    return scratch_block;
 }
 
 /* Whether keys[0..k) never decrease (the walk needs it). */
@@ -232,7 +258,7 @@ extrapolated_rate(PyObject *self, PyObject *args)
         goto done;
     }
     if (is_counter) {
-        next_reset = PyMem_RawMalloc((size_t)(n + 2) * sizeof(Py_ssize_t));
+        next_reset = scratch((size_t)(n + 2) * sizeof(Py_ssize_t));
         if (next_reset == NULL) {
             PyErr_NoMemory();
             goto done;
@@ -302,8 +328,104 @@ extrapolated_rate(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     result = PyBool_FromLong(sorted);
 done:
-    PyMem_RawFree(next_reset);
     release((Py_buffer *[]){&ts, &values, &ends, &out_values, &out_present}, 5);
+    return result;
+}
+
+PyDoc_STRVAR(window_sums_doc,
+"window_sums(values, lo, hi, mean, out_total, out_exact) -> None\n\n"
+"The double-double prefix sums of kernels._window_sums over one batch, in its\n"
+"order of operations: for every window [lo, hi) of the concatenated values,\n"
+"its sum (divided by hi - lo with mean), and whether it must be recomputed\n"
+"exactly (a non-finite value in it, heavy cancellation, a non-finite result;\n"
+"only for non-empty windows). lo/hi/out_* have one element per window.");
+
+static PyObject *
+window_sums(PyObject *self, PyObject *args)
+{
+    Py_buffer values, lo, hi, out_total, out_exact;
+    int mean;
+    if (!PyArg_ParseTuple(args, "y*y*y*pw*w*", &values, &lo, &hi, &mean, &out_total,
+                          &out_exact)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    double *c = NULL, *ce = NULL, *mag = NULL;
+    int64_t *bad = NULL;
+    if (check(&values, 8, "values") || check(&lo, 8, "lo") || check(&hi, 8, "hi")
+            || check(&out_total, 8, "out_total")) {
+        goto done;
+    }
+    Py_ssize_t n = values.len / 8, w = lo.len / 8;
+    if (hi.len / 8 != w || out_total.len / 8 != w || out_exact.len != w) {
+        PyErr_SetString(PyExc_ValueError, "lo/hi/outputs: lengths differ");
+        goto done;
+    }
+    const double *v = values.buf;
+    const int64_t *l = lo.buf, *h = hi.buf;
+    for (Py_ssize_t j = 0; j < w; j++) {
+        if (l[j] < 0 || h[j] < l[j] || h[j] > n) {
+            PyErr_SetString(PyExc_ValueError, "a window lies outside the values");
+            goto done;
+        }
+    }
+    double *block = scratch((size_t)(n + 1) * 4 * sizeof(double));
+    if (block == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    c = block;
+    ce = c + (n + 1);
+    mag = ce + (n + 1);
+    bad = (int64_t *)(mag + (n + 1));
+    double *total = out_total.buf;
+    uint8_t *exact = out_exact.buf;
+    Py_BEGIN_ALLOW_THREADS
+    /* _finite_view: non-finite values count as zero and are counted apart. */
+    int finite = 1, negative = 0;
+    bad[0] = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int fin = isfinite(v[i]);
+        finite &= fin;
+        bad[i + 1] = bad[i] + !fin;
+    }
+    /* _dd_prefix: the running sum and the running sum of each step's rounding error. */
+    c[0] = 0.0;
+    ce[0] = 0.0;
+    mag[0] = 0.0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = isfinite(v[i]) ? v[i] : 0.0;
+        negative |= x < 0;
+        double a = c[i], s = a + x, bb = s - a;
+        c[i + 1] = s;
+        ce[i + 1] = ce[i] + ((a - (s - bb)) + (x - bb));
+    }
+    if (negative) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double x = isfinite(v[i]) ? v[i] : 0.0;
+            mag[i + 1] = mag[i] + fabs(x);
+        }
+    }
+    for (Py_ssize_t j = 0; j < w; j++) {
+        int64_t a = l[j], b = h[j];
+        double t = c[b] - c[a];
+        t += ce[b] - ce[a];
+        int need = !finite && bad[b] - bad[a] > 0;
+        if (negative) {
+            double m = mag[b] - mag[a];
+            need |= m > 0 && fabs(t) * 1e10 <= m;
+        }
+        if (mean) {
+            t /= (double)(b - a);
+        }
+        need |= !isfinite(t);
+        total[j] = t;
+        exact[j] = need && b > a;
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release((Py_buffer *[]){&values, &lo, &hi, &out_total, &out_exact}, 5);
     return result;
 }
 
@@ -311,6 +433,7 @@ static PyMethodDef methods[] = {
     {"search_right", search_right, METH_VARARGS, search_right_doc},
     {"lookup", lookup, METH_VARARGS, lookup_doc},
     {"extrapolated_rate", extrapolated_rate, METH_VARARGS, extrapolated_rate_doc},
+    {"window_sums", window_sums, METH_VARARGS, window_sums_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from monitoring.engine.fast import native
 from monitoring.engine.fast.native import search_right
 from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
@@ -229,8 +230,18 @@ def _window_sums(w: Windows, ok: BoolArray,
     With the counts ``mean_of``, the mean. The flagged windows are non-empty ones
     (``ok``) that need Prometheus's exact sequential computation. A non-finite
     mean comes from a non-finite sum or from an overflow: either way the window is
-    flagged, so one check on the final value covers both.
+    flagged, so one check on the final value covers both. The compiled twin
+    (:func:`monitoring.engine.fast.native.window_sums`) gives the same bits.
     """
+    native_sums = native.window_sums(w.vs, w.lo, w.hi, mean_of is not None)
+    if native_sums is not None:
+        return native_sums
+    return numpy_window_sums(w, ok, mean_of)
+
+
+def numpy_window_sums(w: Windows, ok: BoolArray,
+                      mean_of: IndexArray | None = None) -> tuple[FloatMatrix, BoolArray]:
+    """The NumPy twin of :func:`monitoring.engine.fast.native.window_sums`."""
     clean, _ = _finite_view(w)
     c, ce = _dd_prefix(clean)
     total = _dd_window(c, ce, w.lo, w.hi)

@@ -1,10 +1,13 @@
-"""Searches over sorted sample times, by a forward walk (C) or by ``searchsorted`` (NumPy).
+"""Walks over sorted sample times in C (``_native``), each with a NumPy twin.
 
 An evaluation over many steps looks up every step time in every series' sample
 times. The step times ascend, so one walk through a series' samples finds all
 of them, each step moving a few samples on: the compiled module ``_native``
 does that walk, about four times faster than a binary search per step (a week
-of 15 s samples at a 60 s step), with the interpreter lock released.
+of 15 s samples at a 60 s step), with the interpreter lock released. The same
+walk computes ``rate``/``increase``/``delta`` window by window, and one pass
+computes the prefix sums of ``sum_over_time``/``avg_over_time`` that the NumPy
+kernel builds from a dozen temporary arrays.
 
 Every function is declared here once, with two implementations: the compiled
 one and its NumPy twin (the ``numpy_*`` functions), which the tests compare
@@ -131,3 +134,24 @@ def extrapolated_rate(func: str, ts: TimeArray, values: ValueArray, ends: TimeAr
     done: bool = _NATIVE.extrapolated_rate(ts, values, ends, int(range_ms), range_ms / 1000.0,
                                            is_counter, is_rate, out_values, out_present)
     return done
+
+
+def window_sums(values: ValueArray, lo: IndexArray, hi: IndexArray,
+                mean: bool) -> tuple[npt.NDArray[np.float64], BoolArray] | None:
+    """Every window's sum (``mean``: mean) from double-double prefix sums, and which to redo.
+
+    ``lo``/``hi`` (any shape, int64) bound the windows ``[lo, hi)`` of the
+    concatenated ``values`` of a batch. The second array flags the non-empty
+    windows that need Prometheus's exact sequential computation (a non-finite
+    value inside, heavy cancellation, a non-finite result). ``None`` when the
+    compiled module cannot: the caller uses the NumPy twin,
+    :func:`monitoring.engine.fast.kernels.numpy_window_sums`, whose bits these are.
+    """
+    if _NATIVE is None or values.dtype != np.float64 or lo.dtype != np.int64 \
+            or hi.dtype != np.int64 or lo.shape != hi.shape \
+            or not all(_contiguous(a) for a in (values, lo, hi)):
+        return None
+    total = np.empty(lo.shape, dtype=np.float64)
+    exact = np.empty(lo.shape, dtype=bool)
+    _NATIVE.window_sums(values, lo, hi, mean, total, exact)
+    return total, exact
