@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from monitoring.dsl import ir
-from monitoring.engine.fast import binary, native, ranges
+from monitoring.engine.fast import binary, ranges
 from monitoring.engine.fast.aggregate import aggregate, go_g
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels
@@ -496,7 +496,7 @@ class _Run:
         ends = _eval_times(grid, self.at_ms(sel.at), sel.offset_ms)
         if not len(ends):
             return None
-        cheap = native.AVAILABLE and node.func in native.EXTRAPOLATED and not params
+        cheap = ranges.compiled_kernel(key, params, grid.count)
         groups = self.store.stream(sel.matchers, int(ends.min()) - arg.range_ms + 1,
                                    int(ends.max()), cheap)
         if groups is None:
@@ -540,27 +540,11 @@ class _Run:
             out = [Series(vec.labels[i], steps.copy(), vec.values[i].copy())
                    for i in range(len(vec)) if vec.present[i, 0]]
             return self.finish(QueryResult("vector", steps, out))
-        order = sorted(range(len(vec)), key=lambda i: vec.labels[i])
-        full: BoolArray = np.logical_and.reduce(vec.present, axis=1)
-        # Series with a point at every step share one read-only copy of the steps,
-        # and their values are copied out of the matrix in one block: a copy per
-        # series cost more than the evaluation of a cheap expression's last step.
-        every_step = steps.copy()
-        every_step.flags.writeable = False
-        full_rows = [i for i in order if full[i]]
-        block = vec.values[full_rows] if full_rows else vec.values[:0]
-        row_of = {i: k for k, i in enumerate(full_rows)}
-        out = []
-        for i in order:
-            k = row_of.get(i)
-            if k is not None:
-                out.append(Series(vec.labels[i], every_step, block[k]))
-                continue
-            mask = vec.present[i]
-            out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))
-        grid_values = GridValues(vec.labels, vec.values, vec.present) if self.keep_grid \
-            else None
-        return self.finish(QueryResult("matrix", steps, out, grid=grid_values))
+        if self.keep_grid:  # series only if a reader asks: the matrices may be enough
+            return self.finish(QueryResult(
+                "matrix", steps, grid=GridValues(vec.labels, vec.values, vec.present),
+                build=lambda: _matrix_series(vec, steps)))
+        return self.finish(QueryResult("matrix", steps, _matrix_series(vec, steps)))
 
     def matrix_result(self, node: ir.RangeSelector | ir.Subquery,
                       steps: TimeArray) -> QueryResult:
@@ -586,6 +570,29 @@ class _Run:
         result.warnings = list(self.warnings)
         result.infos = list(self.infos)
         return result
+
+
+def _matrix_series(vec: Vector, steps: TimeArray) -> list[Series]:
+    """A range result's series, in label order, each with its points where present."""
+    order = sorted(range(len(vec)), key=lambda i: vec.labels[i])
+    full: BoolArray = np.logical_and.reduce(vec.present, axis=1)
+    # Series with a point at every step share one read-only copy of the steps,
+    # and their values are copied out of the matrix in one block: a copy per
+    # series cost more than the evaluation of a cheap expression's last step.
+    every_step = steps.copy()
+    every_step.flags.writeable = False
+    full_rows = [i for i in order if full[i]]
+    block = vec.values[full_rows] if full_rows else vec.values[:0]
+    row_of = {i: k for k, i in enumerate(full_rows)}
+    out = []
+    for i in order:
+        k = row_of.get(i)
+        if k is not None:
+            out.append(Series(vec.labels[i], every_step, block[k]))
+            continue
+        mask = vec.present[i]
+        out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))
+    return out
 
 
 def _selector_input(raw: Sequence[RawSeries], ends: TimeArray, range_ms: int

@@ -10,7 +10,7 @@ pattern, :data:`STALE_NAN`: copying arrays keeps the bits, and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -144,13 +144,29 @@ class QueryResult:
     query's matrix, or a single step for an instant query). A scalar is one
     series with empty labels and a point at every step. ``steps`` are the
     evaluation times. Warnings and infos are Prometheus-style annotations.
+
+    ``series`` may be built on first use (``build``): a result that carries its
+    matrices (``grid``) is often read only through them (the alert state
+    machine), and a live evaluation makes a hundred thousand series per cycle.
     """
 
     kind: str
     steps: TimeArray
-    series: list[Series] = field(default_factory=list)
+    listed: list[Series] | None = None
+    """The series, once built (read them through :attr:`series`)."""
     string: str | None = None
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
     grid: GridValues | None = None
     """The same series as matrices over ``steps`` (range results of the evaluator)."""
+    build: Callable[[], list[Series]] | None = field(default=None, repr=False,
+                                                      compare=False)
+    """Makes the series on first use of :attr:`series`, when they were not given."""
+
+    @property
+    def series(self) -> list[Series]:
+        """One entry per output label set (see the class documentation)."""
+        if self.listed is None:
+            self.listed = self.build() if self.build is not None else []
+            self.build = None
+        return self.listed

@@ -109,13 +109,14 @@ def _by_rows(rows: dict[Labels, int], grid: _Grid | None,
 
 def _on_grid(times: npt.NDArray[np.int64], result: QueryResult | None) -> _Grid | None:
     """A result's series as ``[series × steps]`` values and presence on ``times``."""
-    series = _series(result)
     if result is None:
         return None
+    _check_kind(result)
     grid = result.grid
     if grid is not None and np.array_equal(result.steps, times):
         return _Grid(grid.labels, [_key(lab) for lab in grid.labels], grid.values,
                      grid.present)
+    series = result.series  # built now if the evaluator left that for later
     present = np.zeros((len(series), len(times)), np.bool_)
     values = np.zeros((len(series), len(times)))
     for i, s in enumerate(series):
@@ -138,12 +139,9 @@ def _key(labels: Labels) -> Labels:
     return drop_name(labels)
 
 
-def _series(result: QueryResult | None) -> list[Series]:
-    if result is None:
-        return []
+def _check_kind(result: QueryResult) -> None:
     if result.kind not in ("vector", "matrix"):
         raise ValueError(f"an alert condition must return series, not a {result.kind}")
-    return result.series
 
 
 def _columns(times: npt.NDArray[np.int64], series: Series) -> npt.NDArray[np.int64]:

@@ -21,6 +21,7 @@ from monitoring.engine.fast import native
 from monitoring.engine.fast.anomaly import ANOMALY_KERNELS
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.kernels import KERNELS, Kernel, build_windows
+from monitoring.engine.fast.search import FLAT_MAX_STEPS
 from monitoring.engine.fast.trend import TREND_KERNELS
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, Vector
 from monitoring.engine.model import METRIC_NAME, Labels, TimeArray, ValueArray
@@ -79,6 +80,17 @@ class RangeInput:
     range_ms: int
 
 
+def compiled_kernel(func: str, params: list[FloatMatrix], steps: int) -> bool:
+    """Whether ``func`` runs series by series in the compiled module.
+
+    Over many steps each call does much work; over a few (live evaluation: one
+    step) a call per series would cost more than the NumPy kernel's one pass over
+    a whole batch.
+    """
+    return native.AVAILABLE and func in native.EXTRAPOLATED and not params \
+        and steps > FLAT_MAX_STEPS
+
+
 def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
                  params: list[FloatMatrix]) -> Vector:
     """``func`` over every window of every series; one output row per input series."""
@@ -89,7 +101,7 @@ def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
     present = np.zeros((n, steps), dtype=bool)
     per_batch = max(1, BATCH_CELLS // max(steps, 1))
 
-    native_kernel = func in native.EXTRAPOLATED and not params
+    native_kernel = compiled_kernel(func, params, steps)
 
     def run(start: int) -> None:
         # Batches write disjoint rows of the output, so they can run in any order.
