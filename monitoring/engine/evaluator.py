@@ -582,13 +582,11 @@ def _matrix_series(vec: Vector, steps: TimeArray) -> list[Series]:
     every_step = steps.copy()
     every_step.flags.writeable = False
     full_rows = [i for i in order if full[i]]
-    block = vec.values[full_rows] if full_rows else vec.values[:0]
-    row_of = {i: k for k, i in enumerate(full_rows)}
+    block = iter(vec.values[full_rows] if full_rows else ())  # in the order of ``order``
     out = []
     for i in order:
-        k = row_of.get(i)
-        if k is not None:
-            out.append(Series(vec.labels[i], every_step, block[k]))
+        if full[i]:
+            out.append(Series(vec.labels[i], every_step, next(block)))
             continue
         mask = vec.present[i]
         out.append(Series(vec.labels[i], steps[mask], vec.values[i][mask]))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tests.support.processes import stop_process_group, wait_ready
+from tests.support.processes import Service, stop_process_group, wait_ready
 from tests.support.prometheus import PeerMissing, free_port
 
 BINARY_NAMES = ("prometheus-alertmanager", "alertmanager")
@@ -48,7 +48,7 @@ def require_alertmanager() -> str:
 
 
 @dataclass
-class AlertmanagerServer:
+class AlertmanagerServer(Service):
     """A running Alertmanager sending every notification to ``webhook_url``."""
 
     workdir: Path
@@ -58,13 +58,6 @@ class AlertmanagerServer:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log: BinaryIO | None = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

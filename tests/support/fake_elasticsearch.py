@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.support.processes import Service
+
 JSON_TYPE = "application/vnd.elasticsearch+json;compatible-with=9"
 VERSION = "9.1.0"
 
@@ -61,7 +63,7 @@ class _Index:
     seq_no: int = 0
 
 
-class FakeElasticsearch:
+class FakeElasticsearch(Service):
     """The server: start it (or use it as a context manager), point the client at :attr:`url`."""
 
     def __init__(self) -> None:
@@ -95,13 +97,6 @@ class FakeElasticsearch:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> FakeElasticsearch:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

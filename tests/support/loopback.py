@@ -49,6 +49,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.support.processes import Service
+
 SLACK_BLOCK_LIMITS = {"blocks": 50, "header": 150, "section_text": 3000, "fields": 10,
                       "field": 2000, "context_elements": 10, "action_elements": 25,
                       "button_text": 75, "url": 3000, "action_id": 255, "block_id": 255,
@@ -110,12 +112,8 @@ def slack_block_problems(blocks: Any) -> list[str]:
             problems.append(f"{where}: expected an object")
             continue
         kind = block.get("type")
-        block_id = block.get("block_id")
-        if block_id is not None:
-            if not isinstance(block_id, str) or len(block_id) > lim["block_id"] \
-                    or block_id in block_ids:
-                problems.append(f"{where}.block_id: must be unique, at most 255 characters")
-            block_ids.add(str(block_id))
+        _unique_id(block.get("block_id"), f"{where}.block_id", lim["block_id"], block_ids,
+                   problems)
         if kind == "header":
             _text_object(block.get("text"), f"{where}.text", lim["header"], problems,
                          plain_only=True)
@@ -161,18 +159,24 @@ def slack_block_problems(blocks: Any) -> list[str]:
     return problems
 
 
+def _unique_id(value: Any, where: str, limit: int, seen: set[str],
+               problems: list[str]) -> None:
+    """A ``block_id``/``action_id``: optional, a string of at most ``limit``, unique."""
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > limit or value in seen:
+        problems.append(f"{where}: must be unique, at most {limit} characters")
+    seen.add(str(value))
+
+
 def _button(e: Any, where: str, action_ids: set[str], problems: list[str]) -> None:
     lim = SLACK_BLOCK_LIMITS
     if not isinstance(e, dict) or e.get("type") != "button":
         problems.append(f"{where}: expected a button")
         return
     _text_object(e.get("text"), f"{where}.text", lim["button_text"], problems, plain_only=True)
-    action_id = e.get("action_id")
-    if action_id is not None:
-        if not isinstance(action_id, str) or len(action_id) > lim["action_id"] \
-                or action_id in action_ids:
-            problems.append(f"{where}.action_id: must be unique, at most 255 characters")
-        action_ids.add(str(action_id))
+    _unique_id(e.get("action_id"), f"{where}.action_id", lim["action_id"], action_ids,
+               problems)
     url = e.get("url")
     if url is not None and (not isinstance(url, str) or len(url) > lim["url"]
                             or not url.startswith(("http://", "https://"))):
@@ -366,7 +370,7 @@ class _Script:
 
 
 @dataclass
-class LoopbackReceiver:
+class LoopbackReceiver(Service):
     """The receivers of the module docstring on one free 127.0.0.1 port (context manager)."""
 
     slack_token: str = "xoxb-loopback-token"
@@ -384,13 +388,6 @@ class LoopbackReceiver:
     _runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> LoopbackReceiver:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from typing import Self
 
 
 def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -43,3 +44,20 @@ def wait_ready(proc: subprocess.Popen[bytes], ready_url: str, timeout: float) ->
             pass
         time.sleep(0.2)
     return "did not become ready"
+
+
+class Service:
+    """A service a test starts and stops, also as ``with service: ...``."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -25,7 +25,7 @@ import pytest
 
 from monitoring.engine.export import export_openmetrics
 from monitoring.engine.store import Store
-from tests.support.processes import stop_process_group, wait_ready
+from tests.support.processes import Service, stop_process_group, wait_ready
 
 
 class PeerMissing(RuntimeError):
@@ -100,7 +100,7 @@ def serving(store: Store, root: Path) -> Iterator[PrometheusServer]:
 
 
 @dataclass
-class PrometheusServer:
+class PrometheusServer(Service):
     """A running Prometheus; use as a context manager."""
 
     storage: Path
@@ -111,13 +111,6 @@ class PrometheusServer:
     self_scrape_s: float | None = None
     """Scrape itself at this interval (seconds), as job ``prometheus``; default: no scraping."""
     _log: BinaryIO | None = None
-
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from tests.support.processes import stop_process_group
+from tests.support.processes import Service, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 URL_LINE = re.compile(r"monitoring: serving (http://\S+)")
@@ -54,7 +54,7 @@ def audit_verify(db: Path, home: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-class ServeProcess:
+class ServeProcess(Service):
     """A running ``monitoring serve``; use as a context manager (stopped on exit)."""
 
     def __init__(self, home: Path, args: Sequence[str], *, cwd: Path | None = None) -> None:
@@ -67,13 +67,6 @@ class ServeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
-
-    def __enter__(self) -> ServeProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 120.0) -> None:
         with self.stderr_path.open("wb") as err:

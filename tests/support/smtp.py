@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.processes import Service
 from tests.support.prometheus import free_port
 
 HOST = "127.0.0.1"
@@ -112,7 +113,7 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-class SmtpServer:
+class SmtpServer(Service):
     """aiosmtpd on 127.0.0.1: ``with SmtpServer(tmp_path, mode="starttls", ...) as smtp``."""
 
     def __init__(self, directory: Path, *, mode: str = "plain",
@@ -163,13 +164,6 @@ class SmtpServer:
 
     def stop(self) -> None:
         self._controller.stop()
-
-    def __enter__(self) -> SmtpServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def messages(self) -> list[Received]:
         """What arrived so far (a copy)."""

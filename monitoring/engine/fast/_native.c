@@ -198,8 +198,8 @@ lookup(PyObject *self, PyObject *args)
             Py_ssize_t idx = i > 0 ? i - 1 : 0;
             int64_t at = t[idx];
             /* now - lookback wraps around as NumPy's int64 does (no undefined overflow). */
-            int64_t floor = (int64_t)((uint64_t)now - (uint64_t)lookback);
-            op[j] = i > 0 && at > floor && !(st != NULL && st[idx]);
+            int64_t oldest = (int64_t)((uint64_t)now - (uint64_t)lookback);
+            op[j] = i > 0 && at > oldest && !(st != NULL && st[idx]);
             ov[j] = v[idx];
             if (os != NULL) {
                 os[j] = at;
@@ -350,8 +350,6 @@ window_sums(PyObject *self, PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    double *c = NULL, *ce = NULL, *mag = NULL;
-    int64_t *bad = NULL;
     if (check(&values, 8, "values") || check(&lo, 8, "lo") || check(&hi, 8, "hi")
             || check(&out_total, 8, "out_total")) {
         goto done;
@@ -369,42 +367,33 @@ window_sums(PyObject *self, PyObject *args)
             goto done;
         }
     }
-    double *block = scratch((size_t)(n + 1) * 4 * sizeof(double));
-    if (block == NULL) {
+    double *c = scratch((size_t)(n + 1) * 4 * sizeof(double));
+    if (c == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    c = block;
-    ce = c + (n + 1);
-    mag = ce + (n + 1);
-    bad = (int64_t *)(mag + (n + 1));
+    double *ce = c + (n + 1), *mag = ce + (n + 1);
+    int64_t *bad = (int64_t *)(mag + (n + 1));
     double *total = out_total.buf;
     uint8_t *exact = out_exact.buf;
     Py_BEGIN_ALLOW_THREADS
-    /* _finite_view: non-finite values count as zero and are counted apart. */
+    /* One pass over the samples. _finite_view: non-finite values count as zero and
+       are counted apart. _dd_prefix: the running sum, and the running sum of each
+       step's rounding error. The running sum of magnitudes, for the cancellation
+       check, which the NumPy kernel makes only when a value is negative. */
     int finite = 1, negative = 0;
+    c[0] = ce[0] = mag[0] = 0.0;
     bad[0] = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         int fin = isfinite(v[i]);
+        double x = fin ? v[i] : 0.0;
         finite &= fin;
-        bad[i + 1] = bad[i] + !fin;
-    }
-    /* _dd_prefix: the running sum and the running sum of each step's rounding error. */
-    c[0] = 0.0;
-    ce[0] = 0.0;
-    mag[0] = 0.0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double x = isfinite(v[i]) ? v[i] : 0.0;
         negative |= x < 0;
+        bad[i + 1] = bad[i] + !fin;
         double a = c[i], s = a + x, bb = s - a;
         c[i + 1] = s;
         ce[i + 1] = ce[i] + ((a - (s - bb)) + (x - bb));
-    }
-    if (negative) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double x = isfinite(v[i]) ? v[i] : 0.0;
-            mag[i + 1] = mag[i] + fabs(x);
-        }
+        mag[i + 1] = mag[i] + fabs(x);
     }
     for (Py_ssize_t j = 0; j < w; j++) {
         int64_t a = l[j], b = h[j];
@@ -439,7 +428,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_native",
-    "Merge-based searches over sorted sample times (see native.py).", -1, methods,
+    "Walks over sorted sample times (see native.py).", -1, methods,
 };
 
 PyMODINIT_FUNC

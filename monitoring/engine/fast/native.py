@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -45,14 +46,18 @@ AVAILABLE = _NATIVE is not None
 """Whether the compiled walk is in use."""
 
 
-def _contiguous(a: npt.NDArray[np.generic]) -> bool:
-    return bool(a.flags.c_contiguous)
+def _fits(*pairs: tuple[npt.NDArray[Any] | None, type[np.generic]]) -> bool:
+    """Whether every array given is C-contiguous and of its dtype (``None`` fits).
+
+    The compiled functions read raw buffers: they know nothing of strides or types.
+    """
+    return all(a is None or (a.dtype == dtype and bool(a.flags.c_contiguous))
+               for a, dtype in pairs)
 
 
 def search_right(ts: TimeArray, keys: TimeArray) -> IndexArray:
     """``np.searchsorted(ts, keys, side="right")`` of ascending sample times ``ts``."""
-    if _NATIVE is not None and ts.dtype == np.int64 and keys.dtype == np.int64 \
-            and _contiguous(ts) and _contiguous(keys):
+    if _NATIVE is not None and _fits((ts, np.int64), (keys, np.int64)):
         out = np.empty(len(keys), dtype=np.int64)
         if _NATIVE.search_right(ts, keys, out):
             return out
@@ -77,11 +82,10 @@ def lookup(ts: TimeArray, values: ValueArray, stale: BoolArray | None, times: Ti
     without samples gets 0.0 and leaves its stamps as they are. ``stale``
     marks staleness markers (never present).
     """
-    if _NATIVE is not None and ts.dtype == np.int64 and values.dtype == np.float64 \
-            and times.dtype == np.int64 and all(
-                _contiguous(a) for a in (ts, values, times, out_values, out_present)) \
-            and (stale is None or _contiguous(stale)) \
-            and (out_stamps is None or _contiguous(out_stamps)) \
+    if _NATIVE is not None \
+            and _fits((ts, np.int64), (values, np.float64), (stale, np.bool_),
+                      (times, np.int64), (out_values, np.float64), (out_present, np.bool_),
+                      (out_stamps, np.int64)) \
             and _NATIVE.lookup(ts, values, stale, times, int(lookback_ms), out_values,
                                out_present, out_stamps):
         return
@@ -126,9 +130,9 @@ def extrapolated_rate(func: str, ts: TimeArray, values: ValueArray, ends: TimeAr
     ``False`` without touching it when the compiled module cannot (not built,
     ends not ascending): the caller then uses the NumPy kernel.
     """
-    if _NATIVE is None or func not in EXTRAPOLATED or ts.dtype != np.int64 \
-            or values.dtype != np.float64 or ends.dtype != np.int64 \
-            or not all(_contiguous(a) for a in (ts, values, ends, out_values, out_present)):
+    if _NATIVE is None or func not in EXTRAPOLATED \
+            or not _fits((ts, np.int64), (values, np.float64), (ends, np.int64),
+                         (out_values, np.float64), (out_present, np.bool_)):
         return False
     is_counter, is_rate = EXTRAPOLATED[func]
     done: bool = _NATIVE.extrapolated_rate(ts, values, ends, int(range_ms), range_ms / 1000.0,
@@ -147,9 +151,8 @@ def window_sums(values: ValueArray, lo: IndexArray, hi: IndexArray,
     compiled module cannot: the caller uses the NumPy twin,
     :func:`monitoring.engine.fast.kernels.numpy_window_sums`, whose bits these are.
     """
-    if _NATIVE is None or values.dtype != np.float64 or lo.dtype != np.int64 \
-            or hi.dtype != np.int64 or lo.shape != hi.shape \
-            or not all(_contiguous(a) for a in (values, lo, hi)):
+    if _NATIVE is None or lo.shape != hi.shape \
+            or not _fits((values, np.float64), (lo, np.int64), (hi, np.int64)):
         return None
     total = np.empty(lo.shape, dtype=np.float64)
     exact = np.empty(lo.shape, dtype=bool)
