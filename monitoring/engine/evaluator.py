@@ -28,7 +28,8 @@ from monitoring.engine.fast.aggregate import aggregate, go_g
 from monitoring.engine.fast.context import Context
 from monitoring.engine.fast.functions import INSTANT_FUNCTIONS, absent_labels
 from monitoring.engine.fast.labels import labels_string
-from monitoring.engine.fast.selectors import RawSeries, RawStore, instant_lookup
+from monitoring.engine.fast.samples import Samples
+from monitoring.engine.fast.selectors import RawStore, Selection, instant_lookup
 from monitoring.engine.fast.values import (
     BoolArray,
     FloatMatrix,
@@ -312,13 +313,12 @@ class _Run:
             if lookback <= 0:
                 return Vector.empty(grid.count)
             times = np.full(grid.count, ref, dtype=np.int64)
-        series = self.store.get(node.matchers, int(times.min()) - lookback + 1,
-                                int(times.max()))
-        values, present, stamps = instant_lookup(series, times, lookback, want_ts)
+        selection = self.store.get(node.matchers, int(times.min()) - lookback + 1,
+                                   int(times.max()))
+        values, present, stamps = instant_lookup(selection, times, lookback, want_ts)
         if stamps is not None:
             values = stamps / 1000.0
-        vec = Vector([s.labels for s in series], values, present,
-                     np.zeros(len(series), dtype=bool))
+        vec = Vector(selection.labels, values, present, np.zeros(len(selection), dtype=bool))
         return vec.compact()
 
     # ------------------------------------------------------------ operators
@@ -423,17 +423,17 @@ class _Run:
             sel = arg.selector
             ends = _eval_times(grid, self.at_ms(sel.at), sel.offset_ms)
             if not len(ends):
-                return ranges.RangeInput([], [], [], [], ends, arg.range_ms)
+                return _no_range_input(ends, arg.range_ms)
             raw = self.store.get(sel.matchers, int(ends.min()) - arg.range_ms + 1,
                                  int(ends.max()))
             data = _selector_input(raw, ends, arg.range_ms)
-            self.count_samples(sum(len(t) for t in data.ts))
+            self.count_samples(data.samples.total)
             return data
         assert isinstance(arg, ir.Subquery)
         ends = _eval_times(grid, self.at_ms(arg.at), arg.offset_ms)
         inner = self.subquery_grid(arg, grid)
         if not inner.count:
-            return ranges.RangeInput([], [], [], [], ends, arg.range_ms)
+            return _no_range_input(ends, arg.range_ms)
         value = self.eval(arg.expr, inner)
         if isinstance(value, Scalar):
             value = Vector([()], value.values[None, :], np.ones((1, inner.count), dtype=bool),
@@ -445,7 +445,7 @@ class _Run:
             mask = vec.present[i]
             ts_list.append(times[mask])
             vs_list.append(vec.values[i][mask])
-        return ranges.RangeInput(list(vec.labels), ts_list, vs_list,
+        return ranges.RangeInput(list(vec.labels), Samples.of_lists(ts_list, vs_list),
                                  [bool(x) for x in vec.drop_name], ends, arg.range_ms)
 
     def range_call(self, node: ir.Call, grid: Grid, pos: int) -> Value:
@@ -506,7 +506,7 @@ class _Run:
         with contextlib.closing(groups):
             for raw in groups:
                 data = _selector_input(raw, ends, arg.range_ms)
-                loaded += sum(len(t) for t in data.ts)
+                loaded += data.samples.total
                 self.count_samples(loaded)
                 out = ranges.apply_kernel(key, data, grid.times(), params)
                 ranges.counter_info(node.func, data, out, ctx, arg)
@@ -593,20 +593,15 @@ def _matrix_series(vec: Vector, steps: TimeArray) -> list[Series]:
     return out
 
 
-def _selector_input(raw: Sequence[RawSeries], ends: TimeArray, range_ms: int
-                    ) -> ranges.RangeInput:
+def _selector_input(raw: Selection, ends: TimeArray, range_ms: int) -> ranges.RangeInput:
     """A range function's input from selected series (staleness markers left out)."""
-    if all(s.stale is None and len(s.ts) for s in raw):  # the usual case: nothing to drop
-        return ranges.RangeInput([s.labels for s in raw], [s.ts for s in raw],
-                                 [s.values for s in raw], [False] * len(raw), ends, range_ms)
-    labels, ts_list, vs_list = [], [], []
-    for s in raw:
-        ts, vs = s.clean()
-        if len(ts):
-            labels.append(s.labels)
-            ts_list.append(ts)
-            vs_list.append(vs)
-    return ranges.RangeInput(labels, ts_list, vs_list, [False] * len(labels), ends, range_ms)
+    rows, samples = raw.samples.without_stale()
+    labels = raw.labels if len(rows) == len(raw) else [raw.labels[i] for i in rows.tolist()]
+    return ranges.RangeInput(labels, samples, [False] * len(labels), ends, range_ms)
+
+
+def _no_range_input(ends: TimeArray, range_ms: int) -> ranges.RangeInput:
+    return ranges.RangeInput([], Samples.of_lists([], []), [], ends, range_ms)
 
 
 def _drop_names(vec: Vector) -> Vector:

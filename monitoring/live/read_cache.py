@@ -5,13 +5,14 @@ of different groups select the same series (``m{job="a"}`` under ten
 thresholds, say) over windows that overlap almost entirely, and each
 selection costs a DuckDB scan of the head. :class:`ReadCache` is the
 :class:`~monitoring.engine.model.SeriesSource` the scheduler evaluates on: a
-selection is read from the store once, a little further ahead than asked
-(``ahead_ms``, so the next groups of the minute find their later windows in
-it), and later selections inside what was read are cut from it with one
-vectorised search instead of another scan. A selection later than what was
-read (the next minute's) reads only the samples after it, and what is older
-than the widest window ever asked of that selection is forgotten, so what is
-kept follows the clock instead of growing.
+selection is read from the store once, from the start of the window asked up
+to the newest sample the store holds, and is then *open-ended*: every later
+sample reaches the store through the cache (below), so the selection stays
+complete for any later time, and later selections (the next groups of the
+minute, the next minutes) are cut from it with one vectorised search instead
+of another scan. What is older than the widest window ever asked of a
+selection is forgotten as the clock moves on, so what is kept follows the
+clock instead of growing.
 
 What was read is only valid while the store holds the same samples. A
 collector's write goes through :meth:`StoreAccess.append
@@ -41,17 +42,26 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from monitoring.engine.fast.samples import Samples, starts_of
+from monitoring.engine.fast.selectors import Selection, selection_of
 from monitoring.engine.memory import matches
 from monitoring.engine.model import Labels, Matcher, Series, stale_mask
-from monitoring.engine.store import BatchBuilder, LabelsLike, Store
+from monitoring.engine.store import INT64_MAX, BatchBuilder, LabelsLike, Store
 
 _SHIFT = 42  # bits of a time offset in a search key (139 years of milliseconds)
 _SPAN = (1 << _SHIFT) - 1
+OPEN_END = INT64_MAX
+"""The end of a selection kept up to date by appends."""
+WIDEST_KEPT = 4096
+"""Selections whose widest window is remembered (forgotten all at once past it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One selection as read: ``[lo, hi]`` of its series, concatenated and searchable."""
+    """One selection as read: ``[lo, hi]`` of its series, concatenated and searchable.
+
+    ``hi`` is :data:`OPEN_END` for a selection kept up to date by appends.
+    """
 
     lo: int
     hi: int
@@ -61,10 +71,10 @@ class _Entry:
     bounds: npt.NDArray[np.int64]  # series i is ts[bounds[i]:bounds[i + 1]]
     keys: npt.NDArray[np.int64]  # series index << _SHIFT | (ts - base), ascending
     base: int
-    widest: int  # the widest window asked of it: what it keeps when it moves on
+    order: npt.NDArray[np.int64]  # the series in label order
 
     @classmethod
-    def of(cls, lo: int, hi: int, series: Sequence[Series], widest: int) -> _Entry | None:
+    def of(cls, lo: int, hi: int, series: Sequence[Series]) -> _Entry | None:
         """The entry, or None when its times span too much for the search keys."""
         lens = np.fromiter((len(s.ts) for s in series), dtype=np.int64, count=len(series))
         bounds = np.zeros(len(series) + 1, dtype=np.int64)
@@ -79,15 +89,17 @@ class _Entry:
         keys = (np.repeat(np.arange(len(series), dtype=np.int64), lens) << _SHIFT) + (ts - base)
         for a in (ts, values, keys, bounds):
             a.setflags(write=False)  # handed out as views: nobody may change them
-        return cls(lo, hi, [s.labels for s in series], ts, values, bounds, keys, base, widest)
+        labels = [s.labels for s in series]
+        return cls(lo, hi, labels, ts, values, bounds, keys, base, _label_order(labels))
 
     @classmethod
     def _sorted(cls, lo: int, hi: int, labels: list[Labels], idx: npt.NDArray[np.int64],
-                ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64], widest: int
-                ) -> _Entry | None:
+                ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64],
+                labels_order: npt.NDArray[np.int64] | None) -> _Entry | None:
         """The entry of samples ``(idx, ts, values)`` given in any order.
 
-        Of equal ``(idx, ts)`` the last given wins. None as in :meth:`of`.
+        Of equal ``(idx, ts)`` the last given wins. ``labels_order``: the label order
+        of ``labels`` if known. None as in :meth:`of`.
         """
         base = int(ts.min()) if len(ts) else 0
         if len(ts) and int(ts.max()) - base > _SPAN:
@@ -103,7 +115,8 @@ class _Entry:
         out = (ts[order], values[order], keys, bounds)
         for a in out:
             a.setflags(write=False)
-        return cls(lo, hi, labels, out[0], out[1], out[3], out[2], base, widest)
+        return cls(lo, hi, labels, out[0], out[1], out[3], out[2], base,
+                   _label_order(labels) if labels_order is None else labels_order)
 
     @property
     def samples(self) -> int:
@@ -140,42 +153,66 @@ class _Entry:
         return _Entry._sorted(self.lo, self.hi, labels, idx,
                               np.concatenate([self.ts, batch.ts[mask]]),
                               np.concatenate([self.values, batch.read_values[mask]]),
-                              self.widest)
+                              self.order if len(labels) == len(self.labels) else None)
 
-    def moved(self, lo: int, hi: int, later: Sequence[Series], widest: int) -> _Entry | None:
-        """The entry over ``[lo, hi]`` from its samples after ``lo`` and ``later`` ones.
-
-        ``later``: the store's samples in ``(self.hi, hi]``; ``lo >= self.lo``.
-        None when ``later`` holds a series the entry does not (new, or back
-        after a gap: its place among the others is unknown) or as in :meth:`of`.
-        """
-        own = {ls: i for i, ls in enumerate(self.labels)}
-        rows = [own.get(s.labels, -1) for s in later]
-        if -1 in rows:
-            return None
+    def since(self, lo: int) -> _Entry:
+        """The entry without its samples before ``lo`` (``lo >= self.lo``)."""
         keep = self.ts >= lo
-        idx = np.repeat(np.arange(len(self.labels), dtype=np.int64), np.diff(self.bounds))
-        lens = [len(s.ts) for s in later]
-        return _Entry._sorted(
-            lo, hi, self.labels,
-            np.concatenate([idx[keep], np.repeat(np.asarray(rows, dtype=np.int64), lens)]),
-            np.concatenate([self.ts[keep], *(np.asarray(s.ts, dtype=np.int64) for s in later)]),
-            np.concatenate([self.values[keep],
-                            *(np.asarray(s.values, dtype=np.float64) for s in later)]),
-            widest)
+        ts, values, keys = self.ts[keep], self.values[keep], self.keys[keep]
+        bounds = np.searchsorted(keys >> _SHIFT, np.arange(len(self.labels) + 1,
+                                                           dtype=np.int64)).astype(np.int64)
+        for a in (ts, values, keys, bounds):
+            a.setflags(write=False)
+        return _Entry(lo, self.hi, self.labels, ts, values, bounds, keys, self.base, self.order)
+
+    def _edges(self, mint: int, maxt: int, rows: npt.NDArray[np.int64] | None = None
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Where the samples in ``[mint, maxt]`` of each series (or of ``rows``) start and stop."""
+        index = (np.arange(len(self.labels), dtype=np.int64) if rows is None else rows) << _SHIFT
+        # Offsets clipped to the key range: -1 (before every sample) up to _SPAN.
+        start = np.searchsorted(self.keys, index + min(max(mint - self.base, 0), _SPAN), "left")
+        stop = np.searchsorted(self.keys, index + min(max(maxt - self.base, -1), _SPAN), "right")
+        return start, stop
+
+    def selection(self, mint: int, maxt: int) -> Selection:
+        """The series in label order with their samples in ``[mint, maxt]``, concatenated."""
+        if not self.labels:
+            return Selection([], Samples.of_flat(self.ts[:0], self.values[:0],
+                                                 np.zeros(0, dtype=np.int64)))
+        start, stop = self._edges(mint, maxt, self.order)
+        some = stop > start
+        rows = self.order[some]
+        start, stop = start[some], stop[some]
+        lens = stop - start
+        first = starts_of(lens)
+        idx = np.arange(int(lens.sum()), dtype=np.int64)
+        idx += np.repeat(start - first, lens)
+        values = self.values[idx]
+        stale = None
+        with np.errstate(invalid="ignore", over="ignore"):
+            some_nan = bool(np.isnan(np.sum(values)))
+        if some_nan:  # only a NaN can be a staleness marker
+            stale = stale_mask(values)
+            if not stale.any():
+                stale = None
+        labels = self.labels
+        return Selection([labels[i] for i in rows.tolist()],
+                         Samples.of_flat(self.ts[idx], values, lens, stale, first))
 
     def cut(self, mint: int, maxt: int) -> list[Series]:
         """The series with their samples in ``[mint, maxt]`` (views of the entry)."""
         if not self.labels:
             return []
-        index = np.arange(len(self.labels), dtype=np.int64) << _SHIFT
-        # Offsets clipped to the key range: -1 (before every sample) up to _SPAN.
-        start = np.searchsorted(self.keys, index + min(max(mint - self.base, 0), _SPAN), "left")
-        stop = np.searchsorted(self.keys, index + min(max(maxt - self.base, -1), _SPAN), "right")
+        start, stop = self._edges(mint, maxt)
         some = stop > start
         return [Series(self.labels[i], self.ts[a:b], self.values[a:b])
                 for i, a, b in zip(np.flatnonzero(some).tolist(), start[some].tolist(),
                                    stop[some].tolist(), strict=True)]
+
+
+def _label_order(labels: list[Labels]) -> npt.NDArray[np.int64]:
+    """Positions of ``labels`` in label order (the order evaluators work in)."""
+    return np.asarray(sorted(range(len(labels)), key=labels.__getitem__), dtype=np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,18 +262,21 @@ class ReadCache:
     """A :class:`~monitoring.engine.model.SeriesSource` over a store; see the module docstring.
 
     ``limit_samples`` bounds what is kept: past it, everything is dropped
-    before the next read is kept.
+    before the next read is kept. A selection keeps the samples of the widest
+    window asked of it, and forgets older ones once they are ``trim_ms`` old.
     """
 
-    def __init__(self, store: Store, *, ahead_ms: int = 60_000,
-                 limit_samples: int = 8_000_000) -> None:
+    def __init__(self, store: Store, *, limit_samples: int = 8_000_000,
+                 trim_ms: int = 60_000) -> None:
         self.store = store
-        self.ahead_ms = ahead_ms
         self.limit_samples = limit_samples
+        self.trim_ms = trim_ms
         self._entries: dict[tuple[Matcher, ...], _Entry] = {}
+        self._widest: dict[tuple[Matcher, ...], int] = {}  # the widest window asked
         self._kept = 0
         self._stamp: tuple[int, ...] | None = None
         self._known: set[Labels] | None = None  # the store's series, once a write asked
+        self._newest: int | None = None  # the store's newest sample time, once a read asked
         self.reads = 0  # selections that went to the store (for tests and the bench)
         self.hits = 0  # selections cut from what was read
 
@@ -251,6 +291,7 @@ class ReadCache:
         self._kept = 0
         self._stamp = None
         self._known = None
+        self._newest = None
 
     def wrote(self) -> None:
         """The holder wrote to the store: forget everything, note the store's new state."""
@@ -276,6 +317,8 @@ class ReadCache:
             batch = _Batch.of(samples)
             written = self.store.append_arrays(batch.labels, batch.idx, batch.ts, batch.values)
             self._merge(batch, self._known)
+            if self._newest is not None and len(batch.ts):
+                self._newest = max(self._newest, int(batch.ts.max()))
         except BaseException:
             self.clear()
             raise
@@ -307,43 +350,66 @@ class ReadCache:
 
     def select(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int) -> list[Series]:
         """See :meth:`monitoring.engine.model.SeriesSource.select`."""
-        key: tuple[Matcher, ...] = tuple((m[0], m[1], m[2]) for m in matchers)
         mint, maxt = int(mint_ms), int(maxt_ms)
-        if mint > maxt:  # nothing to keep (the store still checks the matchers)
+        entry = self._entry(matchers, mint, maxt)
+        if entry is None:
             return self.store.select(matchers, mint, maxt)
+        return entry.cut(mint, maxt)
+
+    def select_samples(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int
+                       ) -> Selection:
+        """:meth:`select` sorted by labels and concatenated.
+
+        See :class:`~monitoring.engine.fast.selectors.SortedSource`.
+        """
+        mint, maxt = int(mint_ms), int(maxt_ms)
+        entry = self._entry(matchers, mint, maxt)
+        if entry is None:
+            return selection_of(self.store.select(matchers, mint, maxt))
+        return entry.selection(mint, maxt)
+
+    def _entry(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> _Entry | None:
+        """What holds ``[mint, maxt]`` of the selection, read now if needed.
+
+        None when the store must answer directly.
+        """
+        key: tuple[Matcher, ...] = tuple((m[0], m[1], m[2]) for m in matchers)
+        if mint > maxt:  # nothing to keep (the store still checks the matchers)
+            return None
+        if len(self._widest) > WIDEST_KEPT:
+            self._widest.clear()
+        widest = self._widest[key] = max(self._widest.get(key, 0), maxt - mint)
         entry = self._entries.get(key)
         if entry is not None and entry.lo <= mint and maxt <= entry.hi:
             self.hits += 1
-            return entry.cut(mint, maxt)
-        lo, hi, widest = mint, maxt + self.ahead_ms, maxt - mint
+            floor = maxt - widest
+            if floor - entry.lo > self.trim_ms:  # the clock moved on: forget the oldest
+                self._kept -= entry.samples
+                entry = self._entries[key] = entry.since(floor)
+                self._kept += entry.samples
+            return entry
         self.reads += 1
-        if entry is not None:
+        if entry is not None:  # asked for earlier samples than it holds: read anew
             self._kept -= entry.samples
             del self._entries[key]
-            widest = max(widest, entry.widest)
-            if entry.lo <= mint:
-                # Later times (the next minute's evaluations): read only what is
-                # new, and forget what is older than the widest window asked.
-                lo = max(entry.lo, maxt - widest)
-                moved = entry.moved(lo, hi, self.store.select(matchers, entry.hi + 1, hi),
-                                    widest)
-                if moved is not None:
-                    return self._keep(key, moved, mint, maxt)
-            else:
-                lo, hi = mint, max(hi, entry.hi)
-        read = _Entry.of(lo, hi, self.store.select(matchers, lo, hi), widest)
+        if self._newest is None:
+            span = self.store.time_range()
+            self._newest = span[1] if span is not None else mint
+        # Up to the newest sample: nothing later is in the store, so the selection is
+        # complete for any later time as long as writes go through :meth:`append`.
+        end = max(maxt, self._newest)
+        read = _Entry.of(mint, OPEN_END, self.store.select(matchers, mint, end))
         if read is None:
-            return self.store.select(matchers, mint, maxt)
-        return self._keep(key, read, mint, maxt)
+            return None
+        return self._keep(key, read)
 
-    def _keep(self, key: tuple[Matcher, ...], entry: _Entry, mint: int, maxt: int
-              ) -> list[Series]:
-        """Keep ``entry`` (if it fits) and cut ``[mint, maxt]`` from it."""
-        if entry.samples > self.limit_samples:  # too large to keep (a week's window)
-            return entry.cut(mint, maxt)
+    def _keep(self, key: tuple[Matcher, ...], entry: _Entry) -> _Entry:
+        """Keep ``entry`` if it fits (a week's window does not), and return it."""
+        if entry.samples > self.limit_samples:
+            return entry
         if self._kept + entry.samples > self.limit_samples:
             self._entries.clear()
             self._kept = 0
         self._entries[key] = entry
         self._kept += entry.samples
-        return entry.cut(mint, maxt)
+        return entry

@@ -106,48 +106,56 @@ def test_windows_and_lookups_match_the_per_series_loops(
         seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(seed)
     for trial in range(150):
-        raw = selectors._prepare(_random_series(rng, int(rng.integers(2, 9)), trial % 2 == 0))
+        raw = selectors.selection_of(_random_series(rng, int(rng.integers(2, 9)),
+                                                    trial % 2 == 0))
         steps, step = int(rng.integers(1, 12)), int(rng.integers(1, 60))
         ends = int(rng.integers(-200, 1200)) + step * np.arange(steps, dtype=np.int64)
         range_ms = int(rng.choice([step, 3 * step, 37, 500]))
         lookback = int(rng.integers(1, 300))
         mint, maxt = int(rng.integers(-50, 600)), int(rng.integers(400, 1100))
-        ts_list, vs_list = [s.ts for s in raw], [s.values for s in raw]
+        ts_list, vs_list = raw.samples.ts_list, raw.samples.vs_list
         windows = build_windows(ts_list, vs_list, ends, range_ms, ends, [])
         values, present, stamps = selectors.instant_lookup(raw, ends, lookback, True)
-        cut = selectors._slice(raw, selectors._Flat.of(raw), mint, maxt)
+        cut = raw.cut(mint, maxt)
         with monkeypatch.context() as m:
             m.setattr(search, "SEARCH_KEY_LIMIT", 0)  # every caller falls back to its loop
             loop_windows = build_windows(ts_list, vs_list, ends, range_ms, ends, [])
             loop_values, loop_present, loop_stamps = selectors.instant_lookup(
                 raw, ends, lookback, True)
-            loop_cut = selectors._slice(raw, selectors._Flat.of(raw), mint, maxt)
+            loop_cut = raw.cut(mint, maxt)
         assert np.array_equal(windows.lo, loop_windows.lo)
         assert np.array_equal(windows.hi, loop_windows.hi)
         assert np.array_equal(present, loop_present)
         assert values.tobytes() == loop_values.tobytes()  # absent cells too
         assert stamps is not None and loop_stamps is not None
         assert np.array_equal(stamps[present], loop_stamps[present])
-        assert [(s.labels, s.ts.tolist(), s.values.tobytes(), None if s.stale is None
-                 else s.stale.tolist()) for s in cut] == \
-            [(s.labels, s.ts.tolist(), s.values.tobytes(), None if s.stale is None
-              else s.stale.tolist()) for s in loop_cut]
+        assert _rows(cut) == _rows(loop_cut)
+
+
+def _rows(sel: selectors.Selection) -> list[tuple[object, ...]]:
+    """A selection series by series, comparable whatever its layout."""
+    s = sel.samples
+    return [(labels, ts.tolist(), vs.tobytes(), None if st is None else st.tolist())
+            for labels, ts, vs, st in zip(sel.labels, s.ts_list, s.vs_list, s.stale_list,
+                                          strict=True)]
 
 
 def test_prepare_finds_staleness_markers_with_and_without_the_joint_check(
         monkeypatch: pytest.MonkeyPatch) -> None:
     series = _random_series(np.random.default_rng(5), 30, True)
-    joint = selectors._prepare(series)
+    joint = selectors.selection_of(series)
     monkeypatch.setattr(selectors, "FLAT_SAMPLES", 0)
-    each = selectors._prepare(series)
-    assert any(s.stale is not None for s in joint)
-    assert any(s.stale is None and np.isnan(s.values).any() for s in joint)  # plain NaNs
-    for a, b in zip(joint, each, strict=True):
-        assert a.labels == b.labels
-        assert (a.stale is None) == (b.stale is None)
-        if a.stale is not None and b.stale is not None:
-            assert np.array_equal(a.stale, b.stale)
-            assert np.array_equal(a.stale, a.values.view(np.uint64) == STALE_BITS)
+    each = selectors.selection_of(series)
+    marks = joint.samples.stale_list
+    values = joint.samples.vs_list
+    assert any(m is not None for m in marks)
+    assert any(m is None and np.isnan(v).any() for m, v in zip(marks, values, strict=True))
+    assert joint.labels == each.labels
+    for a, b, v in zip(marks, each.samples.stale_list, values, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert np.array_equal(a, b)
+            assert np.array_equal(a, v.view(np.uint64) == STALE_BITS)
 
 
 def test_long_ranges_take_the_rank_by_rank_loop() -> None:
@@ -165,8 +173,8 @@ def test_long_ranges_search_series_by_series(monkeypatch: pytest.MonkeyPatch) ->
     from monitoring.engine.fast import kernels
 
     rng = np.random.default_rng(3)
-    raw = selectors._prepare(_random_series(rng, 4, False))
-    ts_list, vs_list = [s.ts for s in raw], [s.values for s in raw]
+    raw = selectors.selection_of(_random_series(rng, 4, False))
+    ts_list, vs_list = raw.samples.ts_list, raw.samples.vs_list
     short = np.arange(search.FLAT_MAX_STEPS, dtype=np.int64) * 10
     long = np.arange(search.FLAT_MAX_STEPS + 1, dtype=np.int64) * 10
     want_windows = build_windows(ts_list, vs_list, long, 30, long, [])

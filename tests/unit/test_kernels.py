@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from monitoring.engine.fast import ranges
 from monitoring.engine.fast.kernels import KERNELS, build_windows
+from monitoring.engine.fast.samples import Samples
 from monitoring.engine.model import EvalError
 
 Window = tuple[list[int], list[float]]
@@ -473,8 +474,8 @@ def test_kernel_batches_in_threads_give_the_sequential_result(
           for _ in range(n)]
     vs = [np.cumsum(rng.exponential(1.0, size=300)) for _ in range(n)]
     ends = np.arange(steps, dtype=np.int64) * 1_200 + 60_000
-    data = ranges.RangeInput([(("i", str(i)),) for i in range(n)], ts, vs, [True] * n, ends,
-                             60_000)
+    data = ranges.RangeInput([(("i", str(i)),) for i in range(n)], Samples.of_lists(ts, vs),
+                             [True] * n, ends, 60_000)
     params = [np.full(steps, 0.9)] if func == "quantile_over_time" else []
     monkeypatch.setattr(ranges, "BATCH_CELLS", steps * 3)
     monkeypatch.setattr(ranges, "WORKERS", 1)

@@ -20,7 +20,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitoring.engine import store as store_module
-from monitoring.engine.model import STALE_NAN, Labels, Matcher, Series, is_stale, labels_of
+from monitoring.engine.fast.selectors import Selection, selection_of
+from monitoring.engine.model import (
+    STALE_NAN,
+    Labels,
+    Matcher,
+    Series,
+    is_stale,
+    labels_of,
+    stale_mask,
+)
 from monitoring.engine.store import Store, StoreError
 from monitoring.live.read_cache import ReadCache
 from monitoring.live.store_access import StoreAccess
@@ -38,6 +47,19 @@ def data(series: list[Series]) -> list[tuple[Labels, list[int], list[float | str
     return [(s.labels, s.ts.tolist(),
              ["stale" if is_stale(v) else "nan" if math.isnan(v) else v
               for v in s.values.tolist()]) for s in series]
+
+
+def sorted_data(sel: Selection) -> list[tuple[Labels, list[int], list[float | str]]]:
+    """A sorted, concatenated selection in the comparable form of :func:`data`.
+
+    Also checks that its staleness column marks exactly the markers.
+    """
+    s = sel.samples
+    for vs, marks in zip(s.vs_list, s.stale_list, strict=True):
+        want = stale_mask(vs)
+        assert (marks is None and not want.any()) or np.array_equal(marks, want)
+    return data([Series(labels, ts, vs) for labels, ts, vs in
+                 zip(sel.labels, s.ts_list, s.vs_list, strict=True)])
 
 
 def fill(store: Store) -> None:
@@ -66,19 +88,21 @@ def store(tmp_path: Path) -> Iterator[Store]:
                 min_size=1, max_size=6),
        st.sampled_from([0, 1, 60_000]))
 def test_cuts_are_the_stores_own_answers(store: Store, windows: list[tuple[int, int]],
-                                         ahead: int) -> None:
-    reads = ReadCache(store, ahead_ms=ahead)
+                                         trim: int) -> None:
+    reads = ReadCache(store, trim_ms=trim)
     for start, length in windows:
         lo, hi = T0 + start, T0 + start + length
         assert data(reads.select(M, lo, hi)) == data(store.select(M, lo, hi))
-    assert reads.reads + reads.hits == sum(length >= 0 for _, length in windows)
+        assert sorted_data(reads.select_samples(M, lo, hi)) == \
+            sorted_data(selection_of(store.select(M, lo, hi)))
+    assert reads.reads + reads.hits == 2 * sum(length >= 0 for _, length in windows)
 
 
 def test_a_window_inside_what_was_read_is_a_cut_and_a_wider_one_a_read(store: Store) -> None:
-    reads = ReadCache(store, ahead_ms=60_000)
+    reads = ReadCache(store)
     first = reads.select(M, T0 + 100_000, T0 + 200_000)
     assert [s.labels for s in first] == [lbl("m", i="a"), lbl("m", i="b"), lbl("m", i="c")]
-    later = reads.select(M, T0 + 150_000, T0 + 260_000)  # within the 60 s read ahead
+    later = reads.select(M, T0 + 150_000, T0 + 260_000)  # read up to the newest sample
     assert (reads.reads, reads.hits) == (1, 1)
     assert later[0].ts.tolist() == [T0 + k * 15_000 for k in range(10, 18)]
     assert [s.labels for s in later] == [lbl("m", i="a"), lbl("m", i="b")]  # c has none there
@@ -127,8 +151,11 @@ def test_the_cache_forgets_after_other_work_its_own_writes_and_writes_around_it(
 
 
 def test_what_is_kept_is_bounded(store: Store) -> None:
-    reads = ReadCache(store, limit_samples=30)
-    reads.select(M, T0, T0 + 100_000)  # 7 + 5 + 1 samples
+    probe = ReadCache(store)
+    probe.select(M, T0, T0 + 100_000)  # read up to the newest sample (T0 + 400 s)
+    assert probe.kept == 21 + 13 + 2
+    reads = ReadCache(store, limit_samples=probe.kept + 10)
+    reads.select(M, T0, T0 + 100_000)
     reads.select([("__name__", "=", "other")], T0, T0 + 400_000)  # 20 more: over the limit
     reads.select(M, T0, T0 + 100_000)
     assert (reads.reads, reads.hits) == (3, 0)

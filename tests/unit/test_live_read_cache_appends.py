@@ -19,11 +19,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitoring.engine.fast.selectors import selection_of
 from monitoring.engine.model import STALE_NAN, Labels, Matcher, Series
 from monitoring.engine.store import Store
 from monitoring.live.read_cache import ReadCache
 from monitoring.live.store_access import StoreAccess
-from tests.unit.test_live_read_cache import T0, data, fill, lbl
+from tests.unit.test_live_read_cache import T0, data, fill, lbl, sorted_data
 
 SELECTIONS: list[list[Matcher]] = [
     [("__name__", "=", "m")],
@@ -47,15 +48,17 @@ def check_all(reads: ReadCache, store: Store) -> None:
         for mint, maxt in WINDOWS:
             assert data(reads.select(matchers, mint, maxt)) == \
                 data(store.select(matchers, mint, maxt)), (matchers, mint, maxt)
+            assert sorted_data(reads.select_samples(matchers, mint, maxt)) == \
+                sorted_data(selection_of(store.select(matchers, mint, maxt)))
 
 
 @settings(max_examples=80, deadline=None)
 @given(batches, st.sampled_from([0, 60_000]))
 def test_cuts_after_appends_are_the_stores_own_answers(
-        appends: list[list[tuple[Labels, int, float]]], ahead: int) -> None:
+        appends: list[list[tuple[Labels, int, float]]], trim: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "m.duckdb") as store:
         fill(store)
-        reads = ReadCache(store, ahead_ms=ahead)
+        reads = ReadCache(store, trim_ms=trim)
         check_all(reads, store)
         for batch in appends:
             assert reads.append(batch) == len(batch)
@@ -122,11 +125,17 @@ def test_a_failed_append_empties_the_cache(tmp_path: Path) -> None:
         assert (reads.reads, reads.hits) == (2, 0)
 
 
-def test_later_windows_read_only_what_is_new_and_forget_what_is_old(tmp_path: Path) -> None:
-    """An hour of minutes as a running engine asks: bounded, and the store's answers."""
+def test_a_running_engine_reads_a_selection_once_and_forgets_what_is_old(
+        tmp_path: Path) -> None:
+    """An hour of minutes as a running engine asks, a collector writing each minute's
+    samples: one read, then cuts; what is kept stays bounded; the store's answers."""
+
+    def minute_of(minute: int) -> list[tuple[Labels, int, float]]:
+        return [(lbl("m", i=str(k)), T0 + j * 15_000 + k, float(j * k))
+                for j in range(4 * minute, 4 * minute + 4) for k in range(3)]
+
     with Store(tmp_path / "m.duckdb") as store:
-        store.append([(lbl("m", i=str(k)), T0 + j * 15_000 + k, float(j * k))
-                      for j in range(4 * 90) for k in range(3)])
+        store.append([row for minute in range(15) for row in minute_of(minute)])
         asked: list[tuple[int, int]] = []
         select = store.select
 
@@ -135,33 +144,31 @@ def test_later_windows_read_only_what_is_new_and_forget_what_is_old(tmp_path: Pa
             return select(matchers, mint, maxt)
 
         store.select = spy  # type: ignore[method-assign,assignment]
-        reads = ReadCache(store, ahead_ms=60_000)
+        reads = ReadCache(store)
         m: list[Matcher] = [("__name__", "=", "m")]
         kept = []
         for minute in range(15, 75):
+            reads.append(minute_of(minute))
             t = T0 + minute * 60_000 + 30_000
             for width in (600_000, 300_000):
                 assert data(reads.select(m, t - width, t)) == data(select(m, t - width, t))
-            reads.append([(lbl("m", i="0"), t + 1, -1.0)])  # a collector's sample
             kept.append(reads.kept)
-        # A minute ahead: every other minute reads, the next one is all cut from it.
-        assert (reads.reads, reads.hits) == (30, 90)
-        # The first read, then the two minutes after what was read.
-        assert asked[0] == (T0 + 330_000, T0 + 990_000)
-        assert asked[1:] == [(T0 + 990_001 + k * 120_000, T0 + 1_110_000 + k * 120_000)
-                             for k in range(29)]
-        # Eleven to twelve minutes (the widest window, the minute ahead) of three
-        # series (4 samples a minute) and of the collector's (one a minute): flat.
-        assert kept[0] == 3 * 44 + 2 and kept[-40:] == [3 * 44 + 12] * 40
+        assert (reads.reads, reads.hits) == (1, 119)
+        # From the first window's start up to the newest sample (minute 15's last).
+        assert asked == [(T0 + 330_000, T0 + 63 * 15_000 + 2)]
+        # The widest window (ten minutes), at most a minute not yet forgotten, and
+        # the samples after the evaluation time: 40 to 46 samples of each series.
+        assert all(3 * 40 <= k <= 3 * 46 for k in kept), kept
+        assert max(kept[-40:]) == max(kept[:20])
 
 
-def test_moving_on_past_a_series_it_did_not_hold_reads_again(tmp_path: Path) -> None:
+def test_a_selection_read_up_to_the_newest_sample_holds_later_ones(tmp_path: Path) -> None:
     """``m{i="a"}``'s staleness marker at T0 + 400 s comes after a window without it."""
     with Store(tmp_path / "m.duckdb") as store:
         fill(store)
-        reads = ReadCache(store, ahead_ms=0)
+        reads = ReadCache(store)
         m: list[Matcher] = [("__name__", "=", "m"), ("i", "=", "a")]
         assert reads.select(m, T0 + 290_000, T0 + 300_000) == []
         assert data(reads.select(m, T0 + 290_000, T0 + 420_000)) == \
             [(lbl("m", i="a"), [T0 + 400_000], ["stale"])]
-        assert (reads.reads, reads.hits) == (2, 0)
+        assert (reads.reads, reads.hits) == (1, 1)

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from monitoring.engine.fast import native
 from monitoring.engine.fast.native import search_right
+from monitoring.engine.fast.samples import Samples
 from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import EvalError, TimeArray, ValueArray
@@ -67,31 +68,32 @@ class Windows:
 
 def build_windows(ts_list: list[TimeArray], vs_list: list[ValueArray], ends: TimeArray,
                   range_ms: int, step_times: TimeArray, params: list[FloatArray]) -> Windows:
-    """Concatenate a batch of series and find every window's sample range."""
-    lens = np.fromiter((len(t) for t in ts_list), dtype=np.int64, count=len(ts_list))
-    first = np.zeros(len(ts_list), dtype=np.int64)
-    if len(lens) > 1:
-        np.cumsum(lens[:-1], out=first[1:])
-    if len(ts_list) == 1:
-        ts, vs = ts_list[0], vs_list[0]
-    else:
-        ts = np.concatenate(ts_list) if ts_list else np.zeros(0, dtype=np.int64)
-        vs = np.concatenate(vs_list) if vs_list else np.zeros(0)
+    """:func:`sample_windows` of series given one array each."""
+    return sample_windows(Samples.of_lists(ts_list, vs_list), ends, range_ms, step_times,
+                          params)
+
+
+def sample_windows(samples: Samples, ends: TimeArray, range_ms: int, step_times: TimeArray,
+                   params: list[FloatArray]) -> Windows:
+    """A batch of series concatenated, and every window's sample range in it."""
     # Evenly spaced windows whose range is a whole number of steps start where an
     # earlier window ends: those starts need no search of their own.
     shift = _shared_edges(ends, range_ms)
     starts = ends[:shift] - range_ms
-    found = search_all(ts, first, lens, ends, side="right") \
-        if len(ends) <= FLAT_MAX_STEPS else None
-    if found is not None:
-        hi = found
-        lo = np.empty_like(hi)
-        lo[:, shift:] = hi[:, :len(ends) - shift]
-        if shift:
-            lo_found = search_all(ts, first, lens, starts, side="right")
-            assert lo_found is not None
-            lo[:, :shift] = lo_found
-        return Windows(ts, vs, first, lo, hi, ends, step_times, range_ms, params)
+    if len(ends) <= FLAT_MAX_STEPS:
+        ts, first, lens = samples.ts, samples.first, samples.lens
+        found = search_all(ts, first, lens, ends, side="right")
+        if found is not None:
+            hi = found
+            lo = np.empty_like(hi)
+            lo[:, shift:] = hi[:, :len(ends) - shift]
+            if shift:
+                lo_found = search_all(ts, first, lens, starts, side="right")
+                assert lo_found is not None
+                lo[:, :shift] = lo_found
+            return Windows(ts, samples.vs, first, lo, hi, ends, step_times, range_ms, params)
+    ts_list = samples.ts_list
+    ts, vs, first = samples.ts, samples.vs, samples.first
     lo = np.empty((len(ts_list), len(ends)), dtype=np.int64)
     hi = np.empty_like(lo)
     for i, t in enumerate(ts_list):

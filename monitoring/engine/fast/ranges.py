@@ -20,7 +20,8 @@ from monitoring.dsl import ir
 from monitoring.engine.fast import native
 from monitoring.engine.fast.anomaly import ANOMALY_KERNELS
 from monitoring.engine.fast.context import Context
-from monitoring.engine.fast.kernels import KERNELS, Kernel, build_windows
+from monitoring.engine.fast.kernels import KERNELS, Kernel, sample_windows
+from monitoring.engine.fast.samples import Samples
 from monitoring.engine.fast.search import FLAT_MAX_STEPS
 from monitoring.engine.fast.trend import TREND_KERNELS
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, Vector
@@ -73,8 +74,7 @@ class RangeInput:
     """Raw samples of each series of a range argument and the window of every step."""
 
     labels: list[Labels]
-    ts: list[TimeArray]
-    values: list[ValueArray]
+    samples: Samples  # no staleness markers
     drop_name: list[bool]
     ends: TimeArray  # window end per evaluation step (after @ and offset)
     range_ms: int
@@ -102,17 +102,19 @@ def apply_kernel(func: str, data: RangeInput, step_times: TimeArray,
     per_batch = max(1, BATCH_CELLS // max(steps, 1))
 
     native_kernel = compiled_kernel(func, params, steps)
+    if native_kernel:
+        ts_list, vs_list = data.samples.ts_list, data.samples.vs_list
 
     def run(start: int) -> None:
         # Batches write disjoint rows of the output, so they can run in any order.
         stop = min(n, start + per_batch)
         if native_kernel and all(
-                native.extrapolated_rate(func, data.ts[i], data.values[i], data.ends,
+                native.extrapolated_rate(func, ts_list[i], vs_list[i], data.ends,
                                          data.range_ms, values[i], present[i])
                 for i in range(start, stop)):
             return
-        w = build_windows(data.ts[start:stop], data.values[start:stop], data.ends,
-                          data.range_ms, step_times, params)
+        w = sample_windows(data.samples.rows(start, stop), data.ends, data.range_ms,
+                           step_times, params)
         with np.errstate(all="ignore"):
             vals, ok = kernel(w)
         np.copyto(values[start:stop], vals, where=ok)  # zero where absent
@@ -158,7 +160,7 @@ def absent_over_time(data: RangeInput, labels: Labels) -> Vector:
     steps = len(data.ends)
     seen = np.zeros(steps, dtype=bool)
     starts = data.ends - data.range_ms
-    for ts in data.ts:
+    for ts in data.samples.ts_list:
         if not len(ts):
             continue
         lo = np.searchsorted(ts, starts, side="right")
@@ -174,7 +176,8 @@ def window_samples(data: RangeInput, index: int) -> list[tuple[Labels, TimeArray
     end = int(data.ends[index])
     start = end - data.range_ms
     out = []
-    for labels, ts, vs in zip(data.labels, data.ts, data.values, strict=True):
+    for labels, ts, vs in zip(data.labels, data.samples.ts_list, data.samples.vs_list,
+                              strict=True):
         lo = int(np.searchsorted(ts, start, side="right"))
         hi = int(np.searchsorted(ts, end, side="right"))
         if hi > lo:

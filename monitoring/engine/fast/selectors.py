@@ -3,9 +3,12 @@
 Each distinct set of matchers is read from the :class:`SeriesSource` once for
 the whole query (the union of the time ranges every use of it needs), sorted by
 label set as Prometheus's TSDB returns series. An instant selector then finds,
-for every step at once, the newest sample in the lookback window with one
-``searchsorted`` per series; a staleness marker as that newest sample hides the
-series, exactly as in Prometheus.
+for every step at once, the newest sample in the lookback window; a staleness
+marker as that newest sample hides the series, exactly as in Prometheus.
+
+A source that can hand out a selection already sorted and concatenated (the
+live read cache, :meth:`SortedSource.select_samples`) is read that way, so a
+selection reaches the kernels without a Python object per series.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
 from monitoring.engine.fast.native import lookup
+from monitoring.engine.fast.samples import FLAT_SAMPLES, Samples
 from monitoring.engine.fast.search import FLAT_MAX_STEPS, search_all
 from monitoring.engine.fast.values import BoolArray, FloatMatrix, IndexArray
 from monitoring.engine.model import (
@@ -33,20 +37,35 @@ from monitoring.engine.model import (
 
 
 @dataclass(slots=True)
-class RawSeries:
-    """One series' samples as read from the store, staleness markers included."""
+class Selection:
+    """The series one set of matchers selects, in label order, with their samples.
 
-    labels: Labels
-    ts: TimeArray
-    values: ValueArray
-    stale: BoolArray | None  # None when the series has no staleness marker
+    Staleness markers are included (:attr:`Samples.stale` marks them).
+    """
 
-    def clean(self) -> tuple[TimeArray, ValueArray]:
-        """The samples without staleness markers (what range selectors see)."""
-        if self.stale is None:
-            return self.ts, self.values
-        keep = ~self.stale
-        return self.ts[keep], self.values[keep]
+    labels: list[Labels]
+    samples: Samples
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def cut(self, mint: int, maxt: int) -> Selection:
+        """The samples in ``[mint, maxt]``; series left without any are left out."""
+        rows, samples = self.samples.cut(mint, maxt)
+        if samples is self.samples:
+            return self
+        labels = self.labels
+        return Selection([labels[i] for i in rows.tolist()], samples)
+
+
+@runtime_checkable
+class SortedSource(Protocol):
+    """A source that hands out selections sorted by labels, samples concatenated."""
+
+    def select_samples(self, matchers: Sequence[Matcher], mint_ms: int, maxt_ms: int
+                       ) -> Selection:
+        """What :meth:`SeriesSource.select` returns, as a :class:`Selection`."""
+        ...
 
 
 STREAM_GROUP = 1 << 21
@@ -70,9 +89,7 @@ class RawStore:
         self.source = source
         self._wanted: dict[tuple[Matcher, ...], tuple[int, int]] = {}
         self._wants: dict[tuple[Matcher, ...], int] = {}
-        self._data: dict[tuple[Matcher, ...], tuple[int, int, list[RawSeries]]] = {}
-        # The sample times of ``_data``'s lists, concatenated, for slicing them.
-        self._flat: dict[tuple[Matcher, ...], tuple[list[RawSeries], _Flat | None]] = {}
+        self._data: dict[tuple[Matcher, ...], tuple[int, int, Selection]] = {}
 
     def want(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> None:
         """Announce that ``[mint, maxt]`` of these series will be needed."""
@@ -81,7 +98,7 @@ class RawStore:
         self._wanted[matchers] = (mint, maxt) if old is None else (min(old[0], mint),
                                                                   max(old[1], maxt))
 
-    def get(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> list[RawSeries]:
+    def get(self, matchers: tuple[Matcher, ...], mint: int, maxt: int) -> Selection:
         """The series matching ``matchers`` with their samples in ``[mint, maxt]``."""
         have = self._data.get(matchers)
         if have is None or have[0] > mint or have[1] < maxt:
@@ -91,24 +108,19 @@ class RawStore:
                 lo, hi = min(lo, wanted[0]), max(hi, wanted[1])
             if have is not None:
                 lo, hi = min(lo, have[0]), max(hi, have[1])
-            fetched = _prepare(self.source.select(list(matchers), lo, hi))
-            self._data[matchers] = (lo, hi, fetched)
-            have = self._data[matchers]
+            self._data[matchers] = have = (lo, hi, self._read(list(matchers), lo, hi))
         if have[0] == mint and have[1] == maxt:
             return have[2]
-        flat = self._flat.get(matchers)
-        if flat is None or flat[0] is not have[2]:
-            small = sum(len(s.ts) for s in have[2]) <= FLAT_SAMPLES
-            flat = (have[2], _Flat.of(have[2]) if small else None)
-            self._flat[matchers] = flat
-        if flat[1] is None:
-            return _slice_each(have[2], mint, maxt)
-        return _slice(have[2], flat[1], mint, maxt)
+        return have[2].cut(mint, maxt)
 
+    def _read(self, matchers: list[Matcher], mint: int, maxt: int) -> Selection:
+        if isinstance(self.source, SortedSource):
+            return self.source.select_samples(matchers, mint, maxt)
+        return selection_of(self.source.select(matchers, mint, maxt))
 
     def stream(self, matchers: tuple[Matcher, ...], mint: int, maxt: int,
                cheap_kernel: bool = False
-               ) -> Generator[list[RawSeries], None, None] | None:
+               ) -> Generator[Selection, None, None] | None:
         """The series in groups, the next group read while the caller works on one.
 
         Only for series that nothing else in the query reads (announced once, not
@@ -127,11 +139,11 @@ class RawStore:
                                                   group_samples=size)))
 
 
-def _prepared(groups: Iterator[list[Series]]) -> Generator[list[RawSeries], None, None]:
+def _prepared(groups: Iterator[list[Series]]) -> Generator[Selection, None, None]:
     """Each group prepared as it is read (in the reading thread)."""
     try:
         for group in groups:
-            yield _prepare(group)
+            yield selection_of(group)
     finally:
         close = getattr(groups, "close", None)
         if close is not None:
@@ -194,44 +206,22 @@ def read_ahead(groups: Iterator[T]) -> Generator[T, None, None]:
         worker.join()
 
 
-FLAT_SAMPLES = 1 << 22
-"""Most samples copied into one :class:`_Flat` layout. Searching all series at once
-saves a NumPy call per series, which matters when each call finds little (one
-evaluation time, short series); on larger selections the calls are a small share
-of the work and the copy would only cost memory."""
+def selection_of(series: Sequence[Series]) -> Selection:
+    """Series as :meth:`SeriesSource.select` returns them, sorted by labels.
 
-
-@dataclass(slots=True)
-class _Flat:
-    """The sample times of several series one after the other (see :func:`search_all`)."""
-
-    ts: TimeArray
-    first: IndexArray  # where each series starts in ``ts``
-    lens: IndexArray  # and how many samples it has
-
-    @classmethod
-    def of(cls, series: Sequence[RawSeries]) -> _Flat:
-        """The layout of ``series``."""
-        lens = np.fromiter((len(s.ts) for s in series), dtype=np.int64, count=len(series))
-        first = np.zeros(len(series), dtype=np.int64)
-        if len(lens) > 1:
-            np.cumsum(lens[:-1], out=first[1:])
-        ts = np.concatenate([s.ts for s in series]) if series else np.zeros(0, np.int64)
-        return cls(ts, first, lens)
-
-
-def _prepare(series: Sequence[Series]) -> list[RawSeries]:
+    Staleness markers are found here, once.
+    """
     ordered = sorted(series, key=lambda s: s.labels)
     ts_list = [np.asarray(s.ts, dtype=np.int64) for s in ordered]
     vs_list = [np.asarray(s.values, dtype=np.float64) for s in ordered]
     with np.errstate(invalid="ignore", over="ignore"):
         checks = _nan_series(vs_list)
-    out = []
-    for s, ts, vs, check in zip(ordered, ts_list, vs_list, checks, strict=True):
+    stale_list: list[BoolArray | None] = []
+    for vs, check in zip(vs_list, checks, strict=True):
         stale = stale_mask(vs) if check else None
-        out.append(RawSeries(s.labels, ts, vs, stale if stale is not None and stale.any()
-                             else None))
-    return out
+        stale_list.append(stale if stale is not None and stale.any() else None)
+    return Selection([s.labels for s in ordered],
+                     Samples.of_lists(ts_list, vs_list, stale_list))
 
 
 def _nan_series(vs_list: list[ValueArray]) -> list[bool]:
@@ -255,85 +245,54 @@ def _nan_series(vs_list: list[ValueArray]) -> list[bool]:
     return found
 
 
-def _slice(series: list[RawSeries], flat: _Flat, mint: int, maxt: int) -> list[RawSeries]:
-    """The samples of ``series`` (laid out as ``flat``) in ``[mint, maxt]``."""
-    los = search_all(flat.ts, flat.first, flat.lens, np.array([mint], dtype=np.int64),
-                     side="left")
-    his = search_all(flat.ts, flat.first, flat.lens, np.array([maxt], dtype=np.int64),
-                     side="right")
-    if los is None or his is None:
-        return _slice_each(series, mint, maxt)
-    los -= flat.first[:, None]
-    his -= flat.first[:, None]
-    return _cut(series, los[:, 0].tolist(), his[:, 0].tolist())
-
-
-def _slice_each(series: list[RawSeries], mint: int, maxt: int) -> list[RawSeries]:
-    """:func:`_slice` with one search per series (for selections too large to lay out)."""
-    los = [int(np.searchsorted(s.ts, mint, side="left")) for s in series]
-    his = [int(np.searchsorted(s.ts, maxt, side="right")) for s in series]
-    return _cut(series, los, his)
-
-
-def _cut(series: list[RawSeries], los: list[int], his: list[int]) -> list[RawSeries]:
-    """Samples ``[lo, hi)`` of each series; series left without samples are left out."""
-    out = []
-    for s, lo, hi in zip(series, los, his, strict=True):
-        if hi > lo:
-            stale = s.stale[lo:hi] if s.stale is not None else None
-            if stale is not None and not stale.any():
-                stale = None
-            out.append(RawSeries(s.labels, s.ts[lo:hi], s.values[lo:hi], stale))
-    return out
-
-
 def instant_lookup(
-    series: list[RawSeries], times: TimeArray, lookback_ms: int, want_ts: bool = False
+    selection: Selection, times: TimeArray, lookback_ms: int, want_ts: bool = False
 ) -> tuple[FloatMatrix, BoolArray, IndexArray | None]:
     """Values of the newest sample in ``(t - lookback, t]`` for every series and time.
 
     Returns ``[series × times]`` values and presence, and with ``want_ts`` the
     sample timestamps (for ``timestamp()``).
     """
-    n, steps = len(series), len(times)
-    if n > 1 and steps <= FLAT_MAX_STEPS and sum(len(s.ts) for s in series) <= FLAT_SAMPLES:
-        flat = _Flat.of(series)
-        count = search_all(flat.ts, flat.first, flat.lens, times, side="right")
-        if count is not None and len(flat.ts):
-            return _lookup_all(series, flat, count, times - lookback_ms, want_ts)
+    samples = selection.samples
+    n, steps = samples.n, len(times)
+    if n > 1 and steps <= FLAT_MAX_STEPS and (samples.is_flat or samples.total <= FLAT_SAMPLES):
+        count = search_all(samples.ts, samples.first, samples.lens, times, side="right")
+        if count is not None and len(samples.ts):
+            return _lookup_all(samples, count, times - lookback_ms, want_ts)
     values = np.empty((n, steps), dtype=np.float64)
     present = np.empty((n, steps), dtype=bool)
     stamps = np.empty((n, steps), dtype=np.int64) if want_ts else None
     times = np.ascontiguousarray(times, dtype=np.int64)
-    for i, s in enumerate(series):
-        lookup(s.ts, s.values, s.stale, times, lookback_ms, values[i], present[i],
+    for i, (ts, vs, stale) in enumerate(zip(samples.ts_list, samples.vs_list,
+                                            samples.stale_list, strict=True)):
+        lookup(ts, vs, stale, times, lookback_ms, values[i], present[i],
                stamps[i] if stamps is not None else None)
     return values, present, stamps
 
 
-def _lookup_all(series: list[RawSeries], flat: _Flat, count: IndexArray, floor: TimeArray,
-                want_ts: bool) -> tuple[FloatMatrix, BoolArray, IndexArray | None]:
+def _lookup_all(samples: Samples, count: IndexArray, floor: TimeArray, want_ts: bool
+                ) -> tuple[FloatMatrix, BoolArray, IndexArray | None]:
     """:func:`instant_lookup` for all series at once, from the positions ``count``.
 
     ``count`` is, per series and time, the position after the newest sample at or
     before the time in the concatenated samples. Same values as the loop, also in
     the absent cells (a series' first sample there, 0 for a series with none).
     """
-    first = flat.first[:, None]
+    ts = samples.ts
+    first = samples.first[:, None]
     found = count > first
     idx = np.subtract(count, 1, out=count)
     np.maximum(idx, first, out=idx)
-    empty = flat.lens == 0
+    empty = samples.lens == 0
     if empty.any():
-        np.minimum(idx, len(flat.ts) - 1, out=idx)
-    t = flat.ts[idx]
+        np.minimum(idx, len(ts) - 1, out=idx)
+    t = ts[idx]
     present = np.greater(t, floor[None, :])
     present &= found
-    if any(s.stale is not None for s in series):
-        stale = np.concatenate([s.stale if s.stale is not None else np.zeros(len(s.ts), bool)
-                                for s in series])
+    stale = samples.stale
+    if stale is not None:
         present &= ~stale[idx]
-    values = np.concatenate([s.values for s in series])[idx]
+    values = samples.vs[idx]
     if empty.any():
         values[empty] = 0.0
     return values, present, t if want_ts else None
