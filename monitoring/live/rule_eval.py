@@ -112,7 +112,7 @@ class LiveRule:
     broken: str | None = None  # why the rule can never be evaluated (cycle, start()...)
     present: set[Labels] = field(default_factory=set)  # recorded series at the last evaluation
     sent: dict[Labels, Alert] = field(default_factory=dict)  # alerts told as firing last time
-    saved: dict[str, Any] | None = None  # the last saved snapshot without its time
+    saved: tuple[object, ...] | None = None  # the machine's state key when last saved
 
     def nodes(self) -> list[ir.Node]:
         return [*self.rule.roots, self.value.node]
@@ -359,6 +359,11 @@ def advance(r: LiveRule, results: dict[ir.Node, QueryResult], at_ms: int,
             return None, error
     distinct = r.value.node != r.rule.condition
     times = np.array([at_ms], dtype=np.int64)
+    if recover is None and r.machine.idle and not _has_points(when):
+        try:  # nothing fires and nothing is remembered: nothing to map
+            return r.machine.advance_idle(times), None
+        except ValueError as exc:  # a time not after the last
+            return None, str(exc)
     try:
         out = RuleOutput.from_results(
             times, _at_eval_time(when, query_offset_ms), _opt_at(recover, query_offset_ms),
@@ -367,6 +372,15 @@ def advance(r: LiveRule, results: dict[ir.Node, QueryResult], at_ms: int,
     except ValueError as exc:  # a condition returning a scalar; a time not after the last
         return None, str(exc)
     return adv, adv.errors[0][1] if adv.errors else None
+
+
+def _has_points(res: QueryResult) -> bool:
+    """Whether a condition's result has a point (a scalar result counts: it is an error)."""
+    if res.kind not in ("vector", "matrix"):
+        return True
+    if res.grid is not None:
+        return bool(res.grid.present.any())
+    return any(len(s.ts) for s in res.series)
 
 
 def _at_eval_time(res: QueryResult, shift_ms: int) -> QueryResult:

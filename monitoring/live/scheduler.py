@@ -140,7 +140,7 @@ class LiveEvaluator:
                 log.warning("alert state of %s not restored: %s", key, exc)
                 drop.append(key)
                 continue
-            r.saved = _comparable(r.machine.snapshot())
+            r.saved = r.machine.state_key()
             r.sent = {a.labels: self._notify(r, a) for a in r.machine.alerts() if _told(a)}
         self._state.delete(drop)
 
@@ -325,12 +325,11 @@ class LiveEvaluator:
         alerts.extend(told.values())
         alerts.extend(a.resolved(at_ms) for labels, a in r.sent.items() if labels not in told)
         r.sent = told
-        snapshot = r.machine.snapshot()
-        kept = _comparable(snapshot)
-        if kept != r.saved:
+        key = r.machine.state_key()
+        if key != r.saved:
             states.append(StoredState(r.key, r.rule.name, r.rule.group, r.rule.file,
-                                      r.signature, snapshot, at_ms))
-            r.saved = kept
+                                      r.signature, r.machine.snapshot(), at_ms))
+            r.saved = key
 
     def _persist(self, group_key: str, records: list[TransitionRecord],
                  states: list[StoredState]) -> None:
@@ -418,17 +417,6 @@ def _told(a: MachineAlert) -> bool:
         return True
     return a.state is AlertState.NODATA and (a.fired_at_ms is not None
                                              or NODATA_LABEL in a.labels)
-
-
-def _comparable(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """A snapshot without its time: an equal one needs no rewrite.
-
-    Compared as data, not as JSON text: encoding every rule's snapshot at
-    every evaluation cost more than the comparison (NaN never reaches it: the
-    snapshot writes a missing value as None; were one there, the rule would
-    only be rewritten).
-    """
-    return {k: v for k, v in snapshot.items() if k != "last_time"}
 
 
 def _moved(old: RuleStatus, new: RuleStatus) -> RuleStatus:

@@ -195,6 +195,32 @@ class AlertMachine:
 
     # ---------------------------------------------------------------- advance
 
+    @property
+    def idle(self) -> bool:
+        """Whether a step where no series fires or holds changes nothing but the time.
+
+        So when no alert is remembered and the no-data policy raises no
+        rule-level alert (see :meth:`advance_idle`).
+        """
+        return not self._labels and self.spec.no_data in (NoDataPolicy.KEEP_LAST,
+                                                          NoDataPolicy.RESOLVE)
+
+    def advance_idle(self, times_ms: npt.NDArray[np.int64]) -> Advance:
+        """:meth:`advance` (``idle_rows=False``) of an :attr:`idle` machine where nothing fires.
+
+        No series fires or holds at ``times_ms``: no rows, no transitions. Live
+        evaluation of a quiet rule: mapping its result series (most of a
+        cycle's series) to alerts that do not exist would be all of its work.
+        """
+        if not self.idle:
+            raise ValueError("advance_idle on a machine with alerts")
+        self._check_after(times_ms)
+        steps = len(times_ms)
+        if steps:
+            self._last_time = int(times_ms[-1])
+        return Advance([], np.zeros((0, steps), np.int8), np.zeros((0, steps)),
+                       np.zeros((0, steps), np.bool_))
+
     def advance(self, out: RuleOutput, *, idle_rows: bool = True) -> Advance:
         """Evaluate the rule at every time of ``out`` (after all earlier calls' times).
 
@@ -207,9 +233,7 @@ class AlertMachine:
         rule is most of its work.
         """
         times = out.times_ms
-        if len(times) and self._last_time != NO_TIME and int(times[0]) <= self._last_time:
-            raise ValueError(f"evaluation time {int(times[0])} is not after the previous "
-                             f"evaluation at {self._last_time}")
+        self._check_after(times)
         mapping = self._map_series(out, idle_rows)
         if isinstance(mapping, np.ndarray) and bool((mapping < 0).any()):
             keep = np.flatnonzero(mapping >= 0)
@@ -237,6 +261,11 @@ class AlertMachine:
             self._last_time = int(times[-1])
         self._prune()
         return result
+
+    def _check_after(self, times: npt.NDArray[np.int64]) -> None:
+        if len(times) and self._last_time != NO_TIME and int(times[0]) <= self._last_time:
+            raise ValueError(f"evaluation time {int(times[0])} is not after the previous "
+                             f"evaluation at {self._last_time}")
 
     def _scatter(self, out: RuleOutput, mapping: npt.NDArray[np.int64] | _Positions,
                  start: int, stop: int) -> tuple[Bools, Bools | None, Floats, Bools]:
@@ -483,6 +512,21 @@ class AlertMachine:
         return [a for a in self.alerts() if a.state is AlertState.FIRING]
 
     # ------------------------------------------------------------- snapshots
+
+    def state_key(self) -> tuple[object, ...]:
+        """What :meth:`snapshot` holds, less the values and the time: cheap to compare.
+
+        A snapshot also holds each alert's last value and the last evaluation
+        time, which change at every evaluation of a rule with an active alert.
+        Saving the state for those alone would rewrite every such rule at every
+        evaluation; a restart evaluates again before the values matter. Equal
+        keys: the saved snapshot still restores the same alerts.
+        """
+        c = self._carry
+        return (tuple(self._labels), tuple(self._source), c.state.tobytes(),
+                c.shown.tobytes(), c.active_at.tobytes(), c.keep_since.tobytes(),
+                c.fired_at.tobytes(), c.resolved_at.tobytes(), c.hyst.tobytes(),
+                c.flap_hist.tobytes(), c.flapping.tobytes())
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to continue after a restart, as JSON-able data."""
