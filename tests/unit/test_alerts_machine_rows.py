@@ -126,3 +126,48 @@ def test_a_series_replacing_another_of_the_same_identity_renders_its_own_annotat
         [alert] = machine.alerts()
         seen.append(alert.annotations["from"])
     assert seen == ["errors", "errors", "faults", "errors", "faults", "faults", "errors"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.sampled_from(list(NoDataPolicy)))
+def test_quiet_steps_of_an_idle_machine_change_what_a_full_step_changes(
+        history: list[list[tuple[int, bool]]], no_data: NoDataPolicy) -> None:
+    """``advance_idle`` (live evaluation of a quiet rule) against ``advance``."""
+    spec = AlertRuleSpec("High", for_ms=MIN, no_data=no_data, flap_window=3, flap_changes=2)
+    quick, full = AlertMachine(spec), AlertMachine(spec)
+    skipped = 0
+    for t, present in enumerate(history):
+        out = step(t, present)
+        want = full.advance(out, idle_rows=False)
+        if quick.idle and not out.fire.any():
+            got = quick.advance_idle(out.times_ms)
+            skipped += 1
+            assert not want.transitions and not want.errors and not want.alert_labels
+        else:
+            got = quick.advance(out, idle_rows=False)
+        assert [(x.alert, x.old, x.new) for x in got.transitions] == \
+            [(x.alert, x.old, x.new) for x in want.transitions]
+        assert alerts(quick) == alerts(full)
+        assert quick.snapshot() == full.snapshot()
+    if no_data in (NoDataPolicy.FIRE, NoDataPolicy.NODATA):
+        assert skipped == 0  # their rule-level alert needs every step's no-data flag
+
+
+def without_values(snapshot: dict[str, object]) -> dict[str, object]:
+    rows = snapshot["alerts"]
+    assert isinstance(rows, list)
+    return {**{k: v for k, v in snapshot.items() if k != "last_time"},
+            "alerts": [{k: v for k, v in row.items() if k != "last_value"} for row in rows]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps)
+def test_the_state_key_changes_exactly_when_the_snapshot_less_its_values_does(
+        history: list[list[tuple[int, bool]]]) -> None:
+    machine = AlertMachine(SPEC)
+    key, kept = machine.state_key(), without_values(machine.snapshot())
+    for t, present in enumerate(history):
+        machine.advance(step(t, present), idle_rows=False)
+        new_key, new_kept = machine.state_key(), without_values(machine.snapshot())
+        assert (new_key == key) == (new_kept == kept)
+        key, kept = new_key, new_kept
