@@ -17,8 +17,9 @@ group, so one evaluation computes the expression once for all of them).
 A *cycle* is every group evaluated once at its own time within one minute,
 exactly as :class:`monitoring.live.scheduler.LiveEvaluator` evaluates a group
 (store thread, one ``evaluate_many`` per group, the state machines, history and
-state written to the database): one warm-up cycle, then the median of
-``--runs`` cycles (wall time). Groups read through the store thread's read
+state written to the database) in ``monitoring serve`` (which freezes the heap
+after the first cycle, :mod:`monitoring.live.heap`): one warm-up cycle, then the
+median of ``--runs`` cycles (wall time). Groups read through the store thread's read
 cache (:mod:`monitoring.live.read_cache`); nothing is written to the store
 during the cycles, so it is never emptied, as in a running engine between two
 collected batches. ``--no-cache`` empties it before every group (as if a
@@ -230,7 +231,8 @@ async def cycles(rules_file: Path, db: Path, end_ms: int, runs: int,
     received: list[int] = []
     rule_set = load_rule_set([str(rules_file)])
     evaluator = LiveEvaluator(rule_set, access, AlertStateStore(conn), AlertHistory(conn),
-                              FakeClock(end_ms), on_alerts=lambda a: received.append(len(a)))
+                              FakeClock(end_ms), on_alerts=lambda a: received.append(len(a)),
+                              freeze_heap=True)  # as ``monitoring serve`` runs it
     groups = evaluator.groups()
     first = end_ms - (runs + 1) * MIN
     times: list[float] = []

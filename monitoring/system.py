@@ -47,7 +47,9 @@ class MonitoringSystem:
     alert state, the outbox and the audit ledger. ``prometheus_url``: the series the rules
     read are pulled from that Prometheus on every collection. ``console`` adds a console
     channel (stdout); ``http_port`` serves /metrics and the JSON API on 127.0.0.1 (0: a free
-    port, see :attr:`url`).
+    port, see :attr:`url`). ``freeze_heap`` keeps the garbage collector off the engine's
+    long-lived objects once every group has been evaluated (process-wide:
+    :mod:`monitoring.live.heap`); ``monitoring serve`` turns it on.
     """
 
     def __init__(self, config_dir: str | Path = "config", elasticsearch_url: str | None = None,
@@ -55,7 +57,8 @@ class MonitoringSystem:
                  rules_dir: str | Path | None = None, clock: Clock | None = None,
                  console: bool = False, http_port: int | None = None,
                  http_host: str = "127.0.0.1", collect_system: bool = True,
-                 demo: bool = False, ledger_options: Mapping[str, Any] | None = None) -> None:
+                 demo: bool = False, ledger_options: Mapping[str, Any] | None = None,
+                 freeze_heap: bool = False) -> None:
         config = Path(config_dir)
         rules = Path(rules_dir) if rules_dir is not None else config
         paths = [p for p in dict.fromkeys([rules, config]) if p.exists()]
@@ -68,7 +71,7 @@ class MonitoringSystem:
             collect_system=collect_system, prometheus_url=prometheus_url,
             elasticsearch_url=elasticsearch_url, demo=demo,
             external_url=f"http://{http_host}:{http_port or 9464}",
-            ledger_options=dict(ledger_options or {})))
+            ledger_options=dict(ledger_options or {}), freeze_heap=freeze_heap))
         self._http: HttpServer | None = None
 
     # ------------------------------------------------------------ lifecycle

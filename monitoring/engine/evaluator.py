@@ -43,6 +43,7 @@ from monitoring.engine.fast.values import (
     merge_same_labels,
 )
 from monitoring.engine.model import (
+    METRIC_NAME,
     EvalError,
     GridValues,
     Labels,
@@ -608,7 +609,11 @@ def _drop_names(vec: Vector) -> Vector:
     """Apply delayed name removal, then merge rows that became one series."""
     if not vec.drop_name.any():
         return merge_same_labels(vec)
-    labels = [drop_name(lab) if flag else lab
-              for lab, flag in zip(vec.labels, vec.drop_name.tolist(), strict=True)]
+    if vec.drop_name.all():  # the usual case; the name is nearly always first
+        labels = [lab[1:] if lab and lab[0][0] == METRIC_NAME else drop_name(lab)
+                  for lab in vec.labels]
+    else:
+        labels = [drop_name(lab) if flag else lab
+                  for lab, flag in zip(vec.labels, vec.drop_name.tolist(), strict=True)]
     return merge_same_labels(Vector(labels, vec.values, vec.present,
                                     np.zeros(len(labels), dtype=bool)))

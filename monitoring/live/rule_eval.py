@@ -367,7 +367,8 @@ def advance(r: LiveRule, results: dict[ir.Node, QueryResult], at_ms: int,
     try:
         out = RuleOutput.from_results(
             times, _at_eval_time(when, query_offset_ms), _opt_at(recover, query_offset_ms),
-            _at_eval_time(value, query_offset_ms) if distinct else None)
+            _at_eval_time(value, query_offset_ms) if distinct else None,
+            r.machine.has_alert_for)
         adv = r.machine.advance(out, idle_rows=False)  # transitions and alerts only
     except ValueError as exc:  # a condition returning a scalar; a time not after the last
         return None, str(exc)

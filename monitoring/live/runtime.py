@@ -84,6 +84,9 @@ class RuntimeOptions:
     demo_seed: int = 1
     external_url: str = "http://127.0.0.1:9464"
     collect_interval_ms: int = COLLECT_INTERVAL_MS
+    freeze_heap: bool = False
+    """Freeze the heap after the first evaluation of every group (see
+    :mod:`monitoring.live.heap`): for a process of the engine's own."""
     ledger_options: Mapping[str, Any] = field(default_factory=dict)
     """Extra keyword arguments of :meth:`Ledger.open` (key_path, kek_path: tests)."""
 
@@ -176,7 +179,8 @@ class Runtime:
         self.history = AlertHistory(self._cursor())
         self.evaluator = LiveEvaluator(self.rule_set, self.access, self.alert_state,
                                        self.history, clock, on_alerts=self._on_alerts,
-                                       audit=self.audit, metrics=self.metrics)
+                                       audit=self.audit, metrics=self.metrics,
+                                       freeze_heap=opts.freeze_heap)
         self.silences = SilenceStore(self._cursor(), clock, self.audit)
         self.channel_names = tuple(c.name.value for c in self.config.channels)
         # One connection for the outbox and the pipeline's notification log: notify_once

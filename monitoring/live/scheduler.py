@@ -44,6 +44,7 @@ from monitoring.engine.alerts import Alert as MachineAlert
 from monitoring.engine.model import Labels
 from monitoring.engine.query import QueryOptions
 from monitoring.live.alert_state import AlertStateStore, StoredState, in_transaction, same_database
+from monitoring.live.heap import HeapFreezer
 from monitoring.live.history import AlertHistory, TransitionRecord, insert_transitions
 from monitoring.live.rule_eval import (
     Computed,
@@ -107,7 +108,8 @@ class LiveEvaluator:
     def __init__(self, rule_set: RuleSet, access: StoreAccess, state: AlertStateStore,
                  history: AlertHistory, clock: Clock, *, on_alerts: OnAlerts | None = None,
                  audit: AuditSink | None = None, metrics: EvalMetrics | None = None,
-                 options: QueryOptions | None = None) -> None:
+                 options: QueryOptions | None = None, freeze_heap: bool = False) -> None:
+        """``freeze_heap``: see :mod:`monitoring.live.heap` (for a process of its own)."""
         self._access = access
         self._state = state
         self._history = history
@@ -118,6 +120,8 @@ class LiveEvaluator:
         self._metrics = metrics
         self._options = options or QueryOptions()
         self._groups = plan_groups(rule_set)
+        self._heap = HeapFreezer(freeze_heap)
+        self._heap.loaded(self._groups)
         self._wake = asyncio.Event()
         self._orphans: list[Alert] = []  # resolutions of removed rules, sent with the next call
         self._restore()
@@ -178,6 +182,7 @@ class LiveEvaluator:
             self._orphans.extend(a.resolved(now) for a in r.sent.values())
         self._state.delete(r.key for r in gone if r.rule.kind == "alert")
         self._groups = groups
+        self._heap.loaded(groups)
         self._wake.set()
 
     # ------------------------------------------------------------ queries
@@ -289,6 +294,7 @@ class LiveEvaluator:
             outcome = self._on_alerts(alerts)
             if inspect.isawaitable(outcome):
                 await outcome
+        self._heap.evaluated(group_key)
         return alerts
 
     def _recorded(self, r: LiveRule, computed: Computed) -> None:

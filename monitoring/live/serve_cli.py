@@ -125,7 +125,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         collect_system=not args.demo if args.system_metrics is None else args.system_metrics,
         prometheus_url=args.prometheus_url, elasticsearch_url=args.elasticsearch_url,
         demo=args.demo, demo_seed=args.seed,
-        external_url=f"http://{args.host}:{args.port or DEFAULT_PORT}")
+        external_url=f"http://{args.host}:{args.port or DEFAULT_PORT}",
+        freeze_heap=True)  # the process is the engine's own
     try:
         return asyncio.run(serve(options, args.host, args.port, args.stop_after))
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from monitoring.dsl.ast import NoDataPolicy
 from monitoring.engine.alerts import AlertMachine, AlertRuleSpec, RuleOutput
-from monitoring.engine.model import Labels
+from monitoring.engine.model import Labels, QueryResult, Series, drop_name
 
 MIN = 60_000
 POOL: list[Labels] = [
@@ -171,3 +171,29 @@ def test_the_state_key_changes_exactly_when_the_snapshot_less_its_values_does(
         new_key, new_kept = machine.state_key(), without_values(machine.snapshot())
         assert (new_key == key) == (new_kept == kept)
         key, kept = new_key, new_kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.sampled_from(list(NoDataPolicy)))
+def test_leaving_out_value_series_without_an_alert_changes_nothing(
+        history: list[list[tuple[int, bool]]], no_data: NoDataPolicy) -> None:
+    """``known`` (live evaluation) against mapping every series of the value result."""
+    spec = AlertRuleSpec("High", for_ms=MIN, annotations=(("v", "{{ $value }}"),),
+                         no_data=no_data, flap_window=3, flap_changes=2)
+    plain, filtered = AlertMachine(spec), AlertMachine(spec)
+    for t, present in enumerate(history):
+        times = np.array([t * MIN], dtype=np.int64)
+        chosen = dict(present)
+        value = QueryResult("vector", times, [
+            Series(POOL[i], times, np.array([float(t + i)])) for i in chosen])
+        when = QueryResult("vector", times, [  # a comparison drops the name
+            Series(drop_name(POOL[i]), times, np.array([float(t + i)]))
+            for i, fires in chosen.items() if fires])
+        a = plain.advance(RuleOutput.from_results(times, when, None, value), idle_rows=False)
+        b = filtered.advance(RuleOutput.from_results(times, when, None, value,
+                                                     filtered.has_alert_for), idle_rows=False)
+        assert [(x.alert, x.old, x.new, repr(x.value)) for x in b.transitions] == \
+            [(x.alert, x.old, x.new, repr(x.value)) for x in a.transitions]
+        assert b.errors == a.errors
+        assert alerts(filtered) == alerts(plain)
+        assert filtered.snapshot() == plain.snapshot()

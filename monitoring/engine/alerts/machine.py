@@ -205,6 +205,18 @@ class AlertMachine:
         return not self._labels and self.spec.no_data in (NoDataPolicy.KEEP_LAST,
                                                           NoDataPolicy.RESOLVE)
 
+    def has_alert_for(self, series: Labels) -> bool:
+        """Whether a result series belongs to an alert this machine remembers.
+
+        Always true when alert labels read ``$value`` (the identity is not known
+        before the value).
+        """
+        if not self._rows:
+            return False
+        if self._maker.dynamic:
+            return True
+        return self._static_identity(series) in self._rows
+
     def advance_idle(self, times_ms: npt.NDArray[np.int64]) -> Advance:
         """:meth:`advance` (``idle_rows=False``) of an :attr:`idle` machine where nothing fires.
 
@@ -529,22 +541,28 @@ class AlertMachine:
                 c.flap_hist.tobytes(), c.flapping.tobytes())
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to continue after a restart, as JSON-able data."""
+        """Everything needed to continue after a restart, as JSON-able data.
+
+        Label sets stay tuples (JSON writes them as arrays); each column is
+        converted to Python values at once, not cell by cell.
+        """
         c = self._carry
-        rows = []
-        for i, labels in sorted(enumerate(self._labels), key=lambda p: p[1]):
-            value = float(c.last_value[i])
-            rows.append({
-                "labels": [list(p) for p in labels],
-                "source": [list(p) for p in self._source[i]],
-                "state": int(c.state[i]), "shown": int(c.shown[i]),
-                "active_at": _opt(c.active_at[i]), "keep_since": _opt(c.keep_since[i]),
-                "fired_at": _opt(c.fired_at[i]), "resolved_at": _opt(c.resolved_at[i]),
-                "last_value": None if math.isnan(value) else value,
-                "hysteresis": bool(c.hyst[i]),
-                "changes": [int(x) for x in c.flap_hist[i]],
-                "flapping": bool(c.flapping[i]),
-            })
+        labels, sources = self._labels, self._source
+        order = sorted(range(len(labels)), key=labels.__getitem__)
+        cols = [a[order].tolist() for a in (c.state, c.shown, c.active_at, c.keep_since,
+                                            c.fired_at, c.resolved_at, c.last_value, c.hyst,
+                                            c.flap_hist.astype(np.int8), c.flapping)]
+        none = int(NO_TIME)
+        rows = [{
+            "labels": labels[i], "source": sources[i], "state": state, "shown": shown,
+            "active_at": None if active == none else active,
+            "keep_since": None if keep == none else keep,
+            "fired_at": None if fired == none else fired,
+            "resolved_at": None if resolved == none else resolved,
+            "last_value": None if math.isnan(value) else value,
+            "hysteresis": hyst, "changes": changes, "flapping": flapping,
+        } for i, state, shown, active, keep, fired, resolved, value, hyst, changes, flapping
+            in zip(order, *cols, strict=True)]
         return {"version": 1, "rule": self.spec.name,
                 "last_time": _opt(self._last_time), "alerts": rows}
 

@@ -7,6 +7,7 @@ engine can all build and read them without importing the machine itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -129,16 +130,18 @@ class RuleOutput:
     @classmethod
     def from_results(cls, times_ms: npt.ArrayLike, when: QueryResult,
                      recover: QueryResult | None = None,
-                     value_of: QueryResult | None = None) -> RuleOutput:
+                     value_of: QueryResult | None = None,
+                     known: Callable[[Labels], bool] | None = None) -> RuleOutput:
         """Build the matrices from range-evaluation results on the grid ``times_ms``.
 
         ``value_of`` is the data the condition looks at (e.g. the left side of a
         top-level comparison); a step where it has no series is a no-data step.
         Without it, ``when`` stands in and no step is ever a no-data step.
+        ``known``: see :func:`~monitoring.engine.alerts.results.rule_output`.
         """
         from monitoring.engine.alerts.results import rule_output
 
-        return rule_output(times_ms, when, recover, value_of)
+        return rule_output(times_ms, when, recover, value_of, known)
 
     def slice(self, start: int, stop: int) -> RuleOutput:
         """The columns ``[start, stop)`` (views, no copy)."""

@@ -18,19 +18,31 @@ RowIndex = npt.NDArray[np.int64]
 
 
 def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult | None,
-                value_of: QueryResult | None) -> RuleOutput:
+                value_of: QueryResult | None,
+                known: Callable[[Labels], bool] | None = None) -> RuleOutput:
     """See :meth:`RuleOutput.from_results`.
 
     Series of ``when``, ``recover`` and ``value_of`` are matched by their labels
     without ``__name__`` (a comparison drops the name its left side still has).
     Rows are the series of ``when`` and of ``value_of``; a row keeps the labels
-    it has in ``when`` when it appears there. Results that carry their matrices
+    it has in ``when`` when it appears there. With ``known`` (and no ``recover``),
+    series of ``value_of`` that are not in ``when`` and for which ``known(labels)``
+    is false are left out: they fire nowhere, so without an alert already
+    theirs they change nothing (live evaluation leaves such rows out); no-data
+    steps are still found from all of them. Results that carry their matrices
     (:class:`~monitoring.engine.model.GridValues`) are read whole; others are
     scattered onto the grid series by series.
     """
     times = np.asarray(times_ms, dtype=np.int64)
     when_m = _on_grid(times, when)
     value_m = _on_grid(times, value_of) if value_of is not None else None
+    no_data = None
+    if value_m is not None:
+        no_data = ~np.logical_or.reduce(value_m.present, axis=0)
+        if known is not None and recover is None:
+            in_when = set(when_m.keys) if when_m is not None else set()
+            value_m = value_m.only([k in in_when or known(lab)
+                                    for k, lab in zip(value_m.keys, value_m.labels, strict=True)])
     rows: dict[Labels, int] = {}
     labels: list[Labels] = []
     for grid, primary in ((when_m, True), (value_m, False)):
@@ -52,17 +64,13 @@ def rule_output(times_ms: npt.ArrayLike, when: QueryResult, recover: QueryResult
 
     _by_rows(rows, when_m, when_rows)
     data = fire.copy()
-    no_data = None
     if value_m is not None:
-        seen = np.zeros(len(times), np.bool_)
 
         def value_rows(r: RowIndex, vals: FloatMatrix, present: BoolMatrix) -> None:
             data[r] |= present
-            seen[:] |= present.any(axis=0)
             value[r] = np.where(present & ~fire[r], vals, value[r])
 
         _by_rows(rows, value_m, value_rows)
-        no_data = ~seen
     hold = None
     if recover is not None:
         hold = data.copy()
@@ -82,6 +90,14 @@ class _Grid:
     keys: list[Labels]
     values: FloatMatrix
     present: BoolMatrix
+
+    def only(self, keep: list[bool]) -> _Grid:
+        """The series where ``keep`` is true."""
+        if all(keep):
+            return self
+        picked = [i for i, k in enumerate(keep) if k]
+        return _Grid([self.labels[i] for i in picked], [self.keys[i] for i in picked],
+                     self.values[picked], self.present[picked])
 
 
 def _by_rows(rows: dict[Labels, int], grid: _Grid | None,

@@ -10,6 +10,7 @@ of a batch of series at once; batches bound the memory of the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -138,14 +139,28 @@ def counter_info(func: str, data: RangeInput, out: Vector, ctx: Context,
     """Prometheus's info for ``rate``/``increase`` over a metric not named like a counter."""
     if func not in ("rate", "increase"):
         return
-    has_output: BoolArray = np.logical_or.reduce(out.present, axis=1)
-    # Each distinct name once, in the order the rows first show it.
-    names = dict.fromkeys(_metric_name(data.labels[i])
-                          for i in np.flatnonzero(has_output).tolist())
+    pinned = _pinned_name(node)
+    if pinned is not None:  # every series has that name: no need to look at each
+        names: Iterable[str] = [pinned] if out.present.any() else []
+    else:
+        has_output: BoolArray = np.logical_or.reduce(out.present, axis=1)
+        # Each distinct name once, in the order the rows first show it.
+        names = dict.fromkeys(_metric_name(data.labels[i])
+                              for i in np.flatnonzero(has_output).tolist())
     for name in names:
         if name and not name.endswith(COUNTER_SUFFIXES):
             ctx.info("metric might not be a counter, name does not end in "
                      f'_total/_sum/_count/_bucket: "{name}"', node)
+
+
+def _pinned_name(node: Node) -> str | None:
+    """The metric name a range selector's matchers fix (``c[5m]``, ``{__name__="c"}[5m]``)."""
+    if not isinstance(node, ir.RangeSelector):
+        return None
+    for name, op, value in node.selector.matchers:
+        if name == METRIC_NAME and op == "=":
+            return value
+    return None
 
 
 def _metric_name(labels: Labels) -> str:

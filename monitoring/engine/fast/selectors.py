@@ -17,7 +17,7 @@ import queue
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -58,7 +58,6 @@ class Selection:
         return Selection([labels[i] for i in rows.tolist()], samples)
 
 
-@runtime_checkable
 class SortedSource(Protocol):
     """A source that hands out selections sorted by labels, samples concatenated."""
 
@@ -114,8 +113,11 @@ class RawStore:
         return have[2].cut(mint, maxt)
 
     def _read(self, matchers: list[Matcher], mint: int, maxt: int) -> Selection:
-        if isinstance(self.source, SortedSource):
-            return self.source.select_samples(matchers, mint, maxt)
+        # Not isinstance(): a runtime protocol check costs more than a cut.
+        select_samples: Callable[..., Selection] | None = getattr(
+            self.source, "select_samples", None)
+        if select_samples is not None:
+            return select_samples(matchers, mint, maxt)
         return selection_of(self.source.select(matchers, mint, maxt))
 
     def stream(self, matchers: tuple[Matcher, ...], mint: int, maxt: int,
