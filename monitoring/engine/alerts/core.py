@@ -65,8 +65,46 @@ def run(cond: Bools, times: Ints, prev_state: States, prev_active_at: Ints,
     ``cond[a, c]`` is "the alert's series is in the result at ``times[c]``";
     ``prev_*`` describe each row before column 0 (state, ActiveAt, and
     KeepFiringSince when a firing alert is in its keep-firing window). Needs at
-    least one column. The matrix is read once to find the runs; the rest works
-    on arrays with one entry per run, and the states are painted at the end.
+    least one column. One column (live evaluation) takes the direct rules of
+    :func:`_one_column`, in a fifth of the NumPy calls; more take
+    :func:`_many_columns`. The two agree (tests/unit/test_alerts_core.py).
+    """
+    if cond.shape[1] == 1:
+        return _one_column(cond, int(times[0]), prev_state, prev_active_at, prev_keep_since,
+                           for_ms, keep_firing_for_ms)
+    return _many_columns(cond, times, prev_state, prev_active_at, prev_keep_since, for_ms,
+                         keep_firing_for_ms)
+
+
+def _one_column(cond: Bools, t: int, prev_state: States, prev_active_at: Ints,
+                prev_keep_since: Ints, for_ms: int, keep_firing_for_ms: int) -> CoreResult:
+    """:func:`run` for one column (live evaluation), rule by rule as Prometheus steps.
+
+    In the result: a pending or firing alert goes on (firing once ``t - ActiveAt
+    >= for``), a firing one in its keep-firing window fires again, an inactive
+    one becomes pending at ``t`` (firing at once when ``for`` is 0). Not in the
+    result: a firing alert keeps firing while ``t`` is inside the window that
+    began with its first miss, anything else is inactive.
+    """
+    c = cond[:, 0]
+    firing = prev_state == _FIRING
+    keeping = firing & (prev_keep_since != NO_TIME)
+    carried = (prev_state == _PENDING) | (firing & ~keeping)
+    since = np.where(carried, prev_active_at, t)
+    fires = firing | (since <= t - for_ms)
+    gap_since = np.where(keeping, prev_keep_since, t)
+    kept = firing & ~c & (t < gap_since + keep_firing_for_ms)
+    states = np.where(c, np.where(fires, _FIRING, _PENDING), np.where(kept, _FIRING, 0))
+    keep_since = np.where(kept, gap_since, NO_TIME)
+    return CoreResult(states.astype(np.int8).reshape(len(c), 1), keep_since.astype(np.int64))
+
+
+def _many_columns(cond: Bools, times: Ints, prev_state: States, prev_active_at: Ints,
+                  prev_keep_since: Ints, for_ms: int, keep_firing_for_ms: int) -> CoreResult:
+    """:func:`run` over any number of columns.
+
+    The matrix is read once to find the runs; the rest works on arrays with one
+    entry per run, and the states are painted at the end.
     """
     rows, cols = cond.shape
     runs = _runs(cond, prev_state, prev_active_at, prev_keep_since, times)

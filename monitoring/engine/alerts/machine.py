@@ -70,6 +70,8 @@ class _Carry:
                    np.zeros((rows, window - 1), np.bool_), np.zeros(rows, np.bool_))
 
     def grow(self, rows: int, window: int) -> _Carry:
+        if rows == len(self.state):
+            return self
         extra = _Carry.empty(rows - len(self.state), window)
         return _Carry(*(np.concatenate([getattr(self, f), getattr(extra, f)])
                         for f in _Carry.__slots__))
@@ -415,10 +417,14 @@ class AlertMachine:
         order = np.lexsort((rs, ts))
         rs, ts = rs[order], ts[order]
         # Alert.Value changes where the series is in the (effective) result, as in Prometheus.
-        valid = np.flatnonzero(in_result & ~np.isnan(value))
         cols = len(done)
+        if cols == 1:  # live evaluation: the value now, else the one carried
+            now = np.where(in_result[:, 0] & ~np.isnan(value[:, 0]), value[:, 0], c.last_value)
+        else:
+            valid = np.flatnonzero(in_result & ~np.isnan(value))
         if self._record_transitions:
-            values = _last_valid(value, valid, cols, rs, ts, c.last_value)
+            values = now[rs] if cols == 1 else _last_valid(value, valid, cols, rs, ts,
+                                                           c.last_value)
             labels = self._labels
             transitions.extend(
                 Transition(labels[int(picked[r])], int(times[t]), _STATES[b], _STATES[a], v)
@@ -433,9 +439,12 @@ class AlertMachine:
             if len(began):
                 c.active_at[nodata_row] = times[began[-1]]
         c.shown = shown[:, -1].copy()
-        rows = np.arange(len(picked))
-        c.last_value = _last_valid(value, valid, cols, rows, np.full(len(rows), cols - 1),
-                                   c.last_value)
+        if cols == 1:
+            c.last_value = now
+        else:
+            rows = np.arange(len(picked))
+            c.last_value = _last_valid(value, valid, cols, rows, np.full(len(rows), cols - 1),
+                                       c.last_value)
         return shown, flapping
 
     def _flapping(self, c: _Carry, changed: Bools) -> Bools:
@@ -456,6 +465,9 @@ class AlertMachine:
                 keep_since: npt.NDArray[np.int64], rs: npt.NDArray[np.intp],
                 ts: npt.NDArray[np.intp]) -> None:
         """ActiveAt, FiredAt and ResolvedAt from the underlying state changes ``(rs, ts)``."""
+        if under.shape[1] == 1:
+            AlertMachine._update_one(c, under[:, 0], int(times[0]), keep_since)
+            return
         old = np.where(ts > 0, under[rs, np.maximum(ts - 1, 0)], c.state[rs])
         new = under[rs, ts]
         rows = len(c.state)
@@ -476,6 +488,19 @@ class AlertMachine:
                                  np.where(started >= 0, NO_TIME, c.resolved_at))
         c.state = under[:, -1].copy()
         c.keep_since = np.where(c.state == _FIRING, keep_since, NO_TIME)
+
+    @staticmethod
+    def _update_one(c: _Carry, new: States, t: int, keep_since: npt.NDArray[np.int64]) -> None:
+        """:meth:`_update` for one column: every row compared with its state before."""
+        old = c.state
+        started = (old == 0) & (new > 0)
+        fired = (old != _FIRING) & (new == _FIRING)
+        resolved = (old == _FIRING) & (new == 0)
+        c.active_at = np.where(started, t, c.active_at)
+        c.fired_at = np.where(fired, t, np.where(started, NO_TIME, c.fired_at))
+        c.resolved_at = np.where(resolved, t, np.where(started, NO_TIME, c.resolved_at))
+        c.state = new.copy()
+        c.keep_since = np.where(new == _FIRING, keep_since, NO_TIME)
 
     def _prune(self) -> None:
         """Forget identities with nothing left to remember (as Prometheus deletes them)."""
