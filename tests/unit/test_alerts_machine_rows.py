@@ -93,10 +93,12 @@ def test_stepping_equals_one_call_and_sources_follow_the_series(
     want = [{lab: int(adv.states[i, t]) for i, lab in enumerate(adv.alert_labels)
              if adv.states[i, t]} for t in range(len(history))]
     assert got == want
-    # Times, values and flapping too (the one-column path against the many-column one);
-    # not the source of an identity two series share (the order of series differs).
+    # Times and flapping too (the one-column path against the many-column one); not
+    # the source of an identity two series share (the order of series differs), nor
+    # the value: one call keeps a row it would prune between steps, and with it the
+    # value of an earlier alert of that identity where the new one's value is NaN.
     def kept(machine: AlertMachine) -> list[dict[str, object]]:
-        return [{k: v for k, v in row.items() if k != "source"}
+        return [{k: v for k, v in row.items() if k not in ("source", "last_value")}
                 for row in machine.snapshot()["alerts"]]
 
     assert kept(stepped) == kept(at_once)
@@ -216,3 +218,19 @@ def test_leaving_out_value_series_without_an_alert_changes_nothing(
         assert b.errors == a.errors
         assert alerts(filtered) == alerts(plain)
         assert filtered.snapshot() == plain.snapshot()
+
+
+def test_a_nan_value_keeps_the_value_before_on_both_paths() -> None:
+    values = [1.0, math.nan, 2.0, math.nan]
+    labels: list[Labels] = [(("instance", "a"),)]
+    stepped = AlertMachine(AlertRuleSpec("High", for_ms=MIN))
+    seen = []
+    for t, v in enumerate(values):
+        stepped.advance(RuleOutput(np.array([t * MIN], dtype=np.int64), labels,
+                                   np.array([[True]]), np.array([[v]])), idle_rows=False)
+        seen.append(stepped.alerts()[0].last_value)
+    assert seen == [1.0, 1.0, 2.0, 2.0]
+    at_once = AlertMachine(AlertRuleSpec("High", for_ms=MIN))
+    at_once.advance(RuleOutput(np.arange(4, dtype=np.int64) * MIN, labels,
+                               np.ones((1, 4), dtype=bool), np.array([values])))
+    assert at_once.alerts()[0].last_value == 2.0
