@@ -110,7 +110,8 @@ class AlertStateStore:
         columns = [[s.rule_key for s in states], [s.rule for s in states],
                    [s.group for s in states], [s.file for s in states],
                    [s.signature for s in states],
-                   [json.dumps(s.snapshot, separators=(",", ":"), allow_nan=True)
+                   [json.dumps(s.snapshot, separators=(",", ":"), allow_nan=True,
+                               check_circular=False)
                     for s in states], [s.updated_ms for s in states]]
         batch = ("(SELECT unnest(?::VARCHAR[]) AS k, unnest(?::VARCHAR[]) AS r, "
                  "unnest(?::VARCHAR[]) AS g, unnest(?::VARCHAR[]) AS f, "

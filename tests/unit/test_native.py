@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitoring.engine.fast import native
+from monitoring.engine.fast import kernels, native
 from monitoring.engine.fast.kernels import build_windows, numpy_window_sums
 from monitoring.engine.fast.kernels import extrapolated_rate as numpy_extrapolated_rate
 from monitoring.engine.reference.rangefuncs import Ctx, _extrapolated
@@ -200,3 +200,28 @@ def test_window_sums_give_the_numpy_bits(data: st.DataObject, ends: np.ndarray,
         want = numpy_window_sums(w, ok, w.count if mean else None)
     assert np.array_equal(got[0], want[0], equal_nan=True)
     assert np.array_equal(got[1], want[1])
+
+
+@needs_native
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), ends=step_times(), range_ms=st.integers(1, 300_000),
+       count=st.integers(1, 4))
+def test_regression_sums_give_the_numpy_bits(data: st.DataObject, ends: np.ndarray,
+                                             range_ms: int, count: int) -> None:
+    """``deriv``'s sums of y and t·y: compiled for finite values, prefix sums otherwise."""
+    ts_list, vs_list = [], []
+    for _ in range(count):
+        ts = data.draw(sample_times(max_len=40))
+        vs = data.draw(st.lists(values | st.floats(-1e300, 1e300), min_size=len(ts),
+                                max_size=len(ts)))
+        ts_list.append(ts)
+        vs_list.append(np.array(vs, dtype=np.float64))
+    w = build_windows(ts_list, vs_list, ends, range_ms, ends, [])
+    with np.errstate(all="ignore"):
+        scaled = w.vs * 1e3  # infinities where the values were huge
+    for v in (w.vs, scaled):
+        with np.errstate(all="ignore"):
+            got = kernels._dd_sums(v, w)
+            c, ce = kernels._dd_prefix(v)
+            want = kernels._dd_window(c, ce, w.lo, w.hi)
+        assert got.tobytes() == want.tobytes()

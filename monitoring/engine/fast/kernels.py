@@ -640,16 +640,27 @@ def _regression_sums(w: Windows) -> tuple[FloatMatrix, ...]:
     s1 = n * u0
     np.subtract(d1, s1, out=s1)
     sx = s1 / 1000.0
-    cy, cey = _dd_prefix(clean)
-    sy = _dd_window(cy, cey, w.lo, w.hi)
     uy = u.astype(np.float64)
     uy *= clean
-    cuy, ceuy = _dd_prefix(uy)
-    sxy = _dd_window(cuy, ceuy, w.lo, w.hi)
+    sy, sxy = _dd_sums(clean, w), _dd_sums(uy, w)
     uys = u0 * sy
     sxy -= uys
     sxy /= 1000.0
     return n.astype(np.float64), sx, sxx, sy, sxy
+
+
+def _dd_sums(v: FloatArray, w: Windows) -> FloatMatrix:
+    """Every window's double-double sum of ``v``; in one compiled pass when ``v`` is finite.
+
+    The compiled sums are those of the finite values (the others count as 0),
+    which are the same bits as the NumPy prefix sums when all are finite.
+    """
+    if bool(np.isfinite(v).all()):
+        found = native.window_sums(v, w.lo, w.hi, False)
+        if found is not None:
+            return found[0]
+    c, ce = _dd_prefix(v)
+    return _dd_window(c, ce, w.lo, w.hi)
 
 
 def _const_windows(w: Windows, sel: BoolArray) -> BoolArray:
