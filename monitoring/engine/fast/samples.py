@@ -215,24 +215,35 @@ class Samples:
                                first - a)
 
     def cut(self, mint: int, maxt: int) -> tuple[IndexArray, Samples]:
-        """The samples in ``[mint, maxt]``: the series that keep some, and their samples."""
-        if self._ts is not None or (self.n > 1 and self.total <= FLAT_SAMPLES):
-            times = np.array([mint, maxt], dtype=np.int64)
-            los = search_all(self.ts, self.first, self.lens, times[:1], side="left")
-            his = search_all(self.ts, self.first, self.lens, times[1:], side="right")
-            if los is not None and his is not None:
-                return self.gather(los[:, 0], his[:, 0])
-        los_l = [int(np.searchsorted(t, mint, side="left")) for t in self.ts_list]
-        his_l = [int(np.searchsorted(t, maxt, side="right")) for t in self.ts_list]
-        keep = [i for i in range(self.n) if his_l[i] > los_l[i]]
+        """The samples in ``[mint, maxt]``: the series that keep some, and their samples.
+
+        In the layout at hand: concatenated samples are gathered, series by series
+        ones are sliced (views). Either way small selections are searched at once.
+        """
+        times = np.array([mint, maxt], dtype=np.int64)
+        if self._ts is not None:
+            found = _search_edges(self.ts, self.first, self.lens, times)
+            if found is not None:
+                return self.gather(*found)
+        los: list[int] | None = None
+        if self.n > 1 and self.total <= FLAT_SAMPLES:
+            lens = self.lens
+            first = starts_of(lens)
+            found = _search_edges(_join(self.ts_list, _NO_TIMES), first, lens, times)
+            if found is not None:
+                los, his = (found[0] - first).tolist(), (found[1] - first).tolist()
+        if los is None:
+            los = [int(np.searchsorted(t, mint, side="left")) for t in self.ts_list]
+            his = [int(np.searchsorted(t, maxt, side="right")) for t in self.ts_list]
+        keep = [i for i in range(self.n) if his[i] > los[i]]
         stale_list = self.stale_list
         stale = []
         for i in keep:
             m = stale_list[i]
-            stale.append(None if m is None or not (c := m[los_l[i]:his_l[i]]).any() else c)
+            stale.append(None if m is None or not (c := m[los[i]:his[i]]).any() else c)
         return np.asarray(keep, dtype=np.int64), Samples.of_lists(
-            [self.ts_list[i][los_l[i]:his_l[i]] for i in keep],
-            [self.vs_list[i][los_l[i]:his_l[i]] for i in keep], stale)
+            [self.ts_list[i][los[i]:his[i]] for i in keep],
+            [self.vs_list[i][los[i]:his[i]] for i in keep], stale)
 
     def gather(self, los: IndexArray, his: IndexArray) -> tuple[IndexArray, Samples]:
         """Samples ``[los[i], his[i])`` of :attr:`ts` for each series ``i`` that has any.
@@ -296,6 +307,16 @@ class Samples:
             if not stale.any():
                 stale = None
         return Samples.of_flat(self.ts[idx], self.vs[idx], lens, stale, first)
+
+
+def _search_edges(ts: TimeArray, first: IndexArray, lens: IndexArray, times: TimeArray
+                  ) -> tuple[IndexArray, IndexArray] | None:
+    """Where ``[times[0], times[1]]`` starts and stops in each series (see :func:`search_all`)."""
+    los = search_all(ts, first, lens, times[:1], side="left")
+    his = search_all(ts, first, lens, times[1:], side="right")
+    if los is None or his is None:
+        return None
+    return los[:, 0], his[:, 0]
 
 
 _A = TypeVar("_A", bound=np.generic)

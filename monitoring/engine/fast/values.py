@@ -164,7 +164,7 @@ def merge_same_labels(vec: Vector) -> Vector:
     from the first sample it sees.
     """
     n = len(vec.labels)
-    if n < 2:
+    if n < 2 or len(set(vec.labels)) == n:  # the usual case, checked in one C pass
         return vec
     first: dict[Labels, int] = {}
     owner = np.empty(n, dtype=np.int64)
