@@ -90,7 +90,8 @@ def scalar_params(func: str) -> tuple[int, ...]:
 TOO_MANY_SAMPLES = ("query processing would load too many samples into memory in query "
                     "execution")
 
-GridKey = tuple[ir.Node, Grid]
+GridKey = tuple[int, Grid]
+"""A node (by its number in the run: see ``_Run.key``) on a grid."""
 
 
 def evaluate(node: ir.Node, source: SeriesSource, start_ms: int, end_ms: int, step_ms: int,
@@ -159,6 +160,7 @@ class _Run:
         self.step_ms = step_ms
         self.grid = Grid(start_ms, 1, 1) if instant else Grid.between(start_ms, end_ms,
                                                                        step_ms)
+        self.node_ids: dict[ir.Node, int] = {}  # equal nodes, one number: hashed once
         self.uses: dict[GridKey, int] = {}
         self.memo: dict[GridKey, Value] = {}
         self.notes: dict[GridKey, tuple[list[str], list[str]]] = {}
@@ -197,9 +199,20 @@ class _Run:
 
     # ------------------------------------------------------------ planning
 
+    def key(self, node: ir.Node, grid: Grid) -> GridKey:
+        """``(node, grid)`` for the memo tables.
+
+        A node's hash walks its whole subtree (IR nodes are frozen dataclasses);
+        numbering equal nodes once keeps that to one walk per evaluation of a node.
+        """
+        number = self.node_ids.get(node)
+        if number is None:
+            number = self.node_ids[node] = len(self.node_ids)
+        return number, grid
+
     def plan(self, node: ir.Node, grid: Grid) -> None:
         """Count uses of ``(node, grid)`` and announce the data every selector needs."""
-        key = (node, grid)
+        key = self.key(node, grid)
         self.uses[key] = self.uses.get(key, 0) + 1
         if self.uses[key] > 1:
             return
@@ -243,7 +256,7 @@ class _Run:
 
     def eval(self, node: ir.Node, grid: Grid) -> Value:
         """The value of ``node`` on ``grid``, computed once while it has uses left."""
-        key = (node, grid)
+        key = self.key(node, grid)
         hit = self.memo.get(key)
         if hit is None:
             seen_w, seen_i = len(self.warnings), len(self.infos)
@@ -410,7 +423,8 @@ class _Run:
     def timestamp(self, node: ir.Call, grid: Grid) -> Value:
         arg = node.args[0]
         if isinstance(arg, ir.Selector):
-            self.uses[(arg, grid)] = self.uses.get((arg, grid), 1) - 1
+            key = self.key(arg, grid)
+            self.uses[key] = self.uses.get(key, 1) - 1
             vec = self.selector(arg, grid, want_ts=True)
         else:
             vec = self.expect_vector(self.eval(arg, grid), node)
@@ -491,7 +505,8 @@ class _Run:
         """
         key = ranges.kernel_key(node)
         if key not in ranges.RANGE_KERNELS or node.func == "absent_over_time" \
-                or not isinstance(arg, ir.RangeSelector) or self.uses.get((arg, grid), 0) != 1:
+                or not isinstance(arg, ir.RangeSelector) \
+                or self.uses.get(self.key(arg, grid), 0) != 1:
             return None
         sel = arg.selector
         ends = _eval_times(grid, self.at_ms(sel.at), sel.offset_ms)
