@@ -17,7 +17,7 @@ clock instead of growing.
 What was read is only valid while the store holds the same samples. A
 collector's write goes through :meth:`StoreAccess.append
 <monitoring.live.store_access.StoreAccess.append>`, which tells the cache what
-was written (:meth:`ReadCache.appended`): a running engine writes a batch every
+was written (:meth:`ReadCache.append`): a running engine writes a batch every
 few seconds, and emptying the cache each time would leave later groups of the
 minute nothing to share. The written samples are merged into the selections
 whose matchers choose their series, exactly as the store merges them (the last
@@ -42,29 +42,26 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.engine.fast.samples import Samples, starts_of
+from monitoring.engine.fast.samples import Samples, with_markers
 from monitoring.engine.fast.selectors import Selection, selection_of
 from monitoring.engine.memory import matches
 from monitoring.engine.model import Labels, Matcher, Series, stale_mask
-from monitoring.engine.store import INT64_MAX, BatchBuilder, LabelsLike, Store
+from monitoring.engine.store import BatchBuilder, LabelsLike, Store
 
 _SHIFT = 42  # bits of a time offset in a search key (139 years of milliseconds)
 _SPAN = (1 << _SHIFT) - 1
-OPEN_END = INT64_MAX
-"""The end of a selection kept up to date by appends."""
 WIDEST_KEPT = 4096
 """Selections whose widest window is remembered (forgotten all at once past it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One selection as read: ``[lo, hi]`` of its series, concatenated and searchable.
+    """One selection: its series' samples from ``lo`` on, concatenated and searchable.
 
-    ``hi`` is :data:`OPEN_END` for a selection kept up to date by appends.
+    Open-ended: appends keep it complete for any later time (see the module docstring).
     """
 
     lo: int
-    hi: int
     labels: list[Labels]
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
@@ -74,7 +71,7 @@ class _Entry:
     order: npt.NDArray[np.int64]  # the series in label order
 
     @classmethod
-    def of(cls, lo: int, hi: int, series: Sequence[Series]) -> _Entry | None:
+    def of(cls, lo: int, series: Sequence[Series]) -> _Entry | None:
         """The entry, or None when its times span too much for the search keys."""
         lens = np.fromiter((len(s.ts) for s in series), dtype=np.int64, count=len(series))
         bounds = np.zeros(len(series) + 1, dtype=np.int64)
@@ -90,10 +87,10 @@ class _Entry:
         for a in (ts, values, keys, bounds):
             a.setflags(write=False)  # handed out as views: nobody may change them
         labels = [s.labels for s in series]
-        return cls(lo, hi, labels, ts, values, bounds, keys, base, _label_order(labels))
+        return cls(lo, labels, ts, values, bounds, keys, base, _label_order(labels))
 
     @classmethod
-    def _sorted(cls, lo: int, hi: int, labels: list[Labels], idx: npt.NDArray[np.int64],
+    def _sorted(cls, lo: int, labels: list[Labels], idx: npt.NDArray[np.int64],
                 ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64],
                 labels_order: npt.NDArray[np.int64] | None) -> _Entry | None:
         """The entry of samples ``(idx, ts, values)`` given in any order.
@@ -115,7 +112,7 @@ class _Entry:
         out = (ts[order], values[order], keys, bounds)
         for a in out:
             a.setflags(write=False)
-        return cls(lo, hi, labels, out[0], out[1], out[3], out[2], base,
+        return cls(lo, labels, out[0], out[1], out[3], out[2], base,
                    _label_order(labels) if labels_order is None else labels_order)
 
     @property
@@ -131,7 +128,7 @@ class _Entry:
         where = np.full(len(batch.labels), -1, dtype=np.int64)
         own = {ls: i for i, ls in enumerate(self.labels)}
         labels = list(self.labels)
-        in_range = (batch.ts >= self.lo) & (batch.ts <= self.hi)
+        in_range = batch.ts >= self.lo
         present = np.zeros(len(batch.labels), dtype=bool)
         present[batch.idx[in_range]] = True
         for pos in chosen:  # positions ascend: new series in the store's id order
@@ -150,7 +147,7 @@ class _Entry:
             return self
         idx = np.concatenate([np.repeat(np.arange(len(self.labels), dtype=np.int64),
                                         np.diff(self.bounds)), where[batch.idx[mask]]])
-        return _Entry._sorted(self.lo, self.hi, labels, idx,
+        return _Entry._sorted(self.lo, labels, idx,
                               np.concatenate([self.ts, batch.ts[mask]]),
                               np.concatenate([self.values, batch.read_values[mask]]),
                               self.order if len(labels) == len(self.labels) else None)
@@ -163,7 +160,7 @@ class _Entry:
                                                            dtype=np.int64)).astype(np.int64)
         for a in (ts, values, keys, bounds):
             a.setflags(write=False)
-        return _Entry(lo, self.hi, self.labels, ts, values, bounds, keys, self.base, self.order)
+        return _Entry(lo, self.labels, ts, values, bounds, keys, self.base, self.order)
 
     def _edges(self, mint: int, maxt: int, rows: npt.NDArray[np.int64] | None = None
                ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -176,28 +173,13 @@ class _Entry:
 
     def selection(self, mint: int, maxt: int) -> Selection:
         """The series in label order with their samples in ``[mint, maxt]``, concatenated."""
-        if not self.labels:
-            return Selection([], Samples.of_flat(self.ts[:0], self.values[:0],
-                                                 np.zeros(0, dtype=np.int64)))
         start, stop = self._edges(mint, maxt, self.order)
-        some = stop > start
-        rows = self.order[some]
-        start, stop = start[some], stop[some]
-        lens = stop - start
-        first = starts_of(lens)
-        idx = np.arange(int(lens.sum()), dtype=np.int64)
-        idx += np.repeat(start - first, lens)
-        values = self.values[idx]
-        stale = None
-        with np.errstate(invalid="ignore", over="ignore"):
-            some_nan = bool(np.isnan(np.sum(values)))
-        if some_nan:  # only a NaN can be a staleness marker
-            stale = stale_mask(values)
-            if not stale.any():
-                stale = None
+        whole = Samples.of_flat(self.ts, self.values, np.diff(self.bounds),
+                                first=self.bounds[:-1])
+        kept, samples = whole.gather(start, stop)
         labels = self.labels
-        return Selection([labels[i] for i in rows.tolist()],
-                         Samples.of_flat(self.ts[idx], values, lens, stale, first))
+        return Selection([labels[i] for i in self.order[kept].tolist()],
+                         with_markers(samples))
 
     def cut(self, mint: int, maxt: int) -> list[Series]:
         """The series with their samples in ``[mint, maxt]`` (views of the entry)."""
@@ -380,7 +362,7 @@ class ReadCache:
             self._widest.clear()
         widest = self._widest[key] = max(self._widest.get(key, 0), maxt - mint)
         entry = self._entries.get(key)
-        if entry is not None and entry.lo <= mint and maxt <= entry.hi:
+        if entry is not None and entry.lo <= mint:
             self.hits += 1
             floor = maxt - widest
             if floor - entry.lo > self.trim_ms:  # the clock moved on: forget the oldest
@@ -398,7 +380,7 @@ class ReadCache:
         # Up to the newest sample: nothing later is in the store, so the selection is
         # complete for any later time as long as writes go through :meth:`append`.
         end = max(maxt, self._newest)
-        read = _Entry.of(mint, OPEN_END, self.store.select(matchers, mint, end))
+        read = _Entry.of(mint, self.store.select(matchers, mint, end))
         if read is None:
             return None
         return self._keep(key, read)

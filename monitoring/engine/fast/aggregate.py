@@ -134,11 +134,9 @@ def grouping_keys(labels: list[Labels], grouping: tuple[str, ...],
     found = list(map(known.get, labels))
     if None not in found:
         return cast("list[Labels]", found)
-    names = {*grouping, METRIC_NAME} if without else set(grouping)
     for i, (lab, key) in enumerate(zip(labels, found, strict=True)):
         if key is None:
-            key = known[lab] = tuple([p for p in lab if (p[0] in names) is not without])
-            found[i] = key
+            found[i] = known[lab] = grouping_key(lab, grouping, without)
     return cast("list[Labels]", found)
 
 

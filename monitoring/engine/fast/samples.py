@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from monitoring.engine.fast.search import search_all
-from monitoring.engine.model import TimeArray, ValueArray
+from monitoring.engine.model import TimeArray, ValueArray, stale_mask
 
 BoolArray = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.int64]
@@ -307,6 +307,22 @@ class Samples:
             if not stale.any():
                 stale = None
         return Samples.of_flat(self.ts[idx], self.vs[idx], lens, stale, first)
+
+
+def with_markers(samples: Samples) -> Samples:
+    """Concatenated samples whose values came without a marker mask, with it found.
+
+    Only a NaN can be a staleness marker, and any NaN makes the (fast) sum NaN: most
+    selections need no element-wise check.
+    """
+    vs = samples.vs
+    with np.errstate(invalid="ignore", over="ignore"):
+        if not np.isnan(np.sum(vs)):
+            return samples
+    marks = stale_mask(vs)
+    if not marks.any():
+        return samples
+    return Samples.of_flat(samples.ts, vs, samples.lens, marks, samples.first)
 
 
 def _search_edges(ts: TimeArray, first: IndexArray, lens: IndexArray, times: TimeArray
